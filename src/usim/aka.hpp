@@ -8,13 +8,13 @@
 //  - the network side (AuC) makes authentication vectors and recovers SQN_MS from
 //    AUTS.
 
-#include "aka_algorithm.hpp"
-
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <variant>
 #include <vector>
+
+#include "aka_algorithm.hpp"
 
 namespace tresim::usim {
 
@@ -22,17 +22,17 @@ inline constexpr std::uint64_t kSqnMax = (std::uint64_t{1} << 48) - 1;
 
 // Annex C parameters. SQN = SEQ || IND with IND the ind_bits low-order bits.
 struct SqnConfig {
-    unsigned ind_bits = 5;                       // 0..10; the array has 2^ind_bits entries
+    unsigned ind_bits = 5;                        // 0..10; the array has 2^ind_bits entries
     std::uint64_t delta = std::uint64_t{1} << 28; // C.2.1: largest accepted SEQ - SEQ_MS
-    std::uint64_t age_limit = 0;                 // C.2.2: L, largest SEQ_MS - SEQ; 0 = unlimited
-    void validate() const;                       // InvalidArgument("ind-bits"/"delta")
+    std::uint64_t age_limit = 0;                  // C.2.2: L, largest SEQ_MS - SEQ; 0 = unlimited
+    void validate() const;                        // InvalidArgument("ind-bits"/"delta")
 };
 
 enum class SqnVerdict {
-    Fresh,      // accept
-    Replayed,   // SEQ <= SEQ_MS(IND)
-    TooFar,     // SEQ - SEQ_MS > delta (wrap-around protection, C.2.1)
-    TooOld,     // SEQ_MS - SEQ > L (age limit, C.2.2)
+    Fresh,    // accept
+    Replayed, // SEQ <= SEQ_MS(IND)
+    TooFar,   // SEQ - SEQ_MS > delta (wrap-around protection, C.2.1)
+    TooOld,   // SEQ_MS - SEQ > L (age limit, C.2.2)
 };
 const char* to_string(SqnVerdict v) noexcept;
 
@@ -95,8 +95,7 @@ struct AuthVector {
 };
 
 // Network side. sqn must be <= kSqnMax, else InvalidArgument("sqn").
-AuthVector generate_vector(AkaAlgorithm& alg, const Rand& rand, std::uint64_t sqn,
-                           const Amf& amf);
+AuthVector generate_vector(AkaAlgorithm& alg, const Rand& rand, std::uint64_t sqn, const Amf& amf);
 // Network side with every function output (what tresim-auc gen prints).
 AllOutputs generate_all(AkaAlgorithm& alg, const Rand& rand, std::uint64_t sqn, const Amf& amf);
 

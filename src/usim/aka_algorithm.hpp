@@ -6,13 +6,13 @@
 // An AkaComputation is bound to one RAND, so that work depending only on RAND
 // (Milenage's TEMP = E_K(RAND xor OPc)) is done once per authentication.
 
-#include "bytes.hpp"
-#include "secret.hpp"
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+
+#include "bytes.hpp"
+#include "secret.hpp"
 
 namespace tresim::usim {
 
@@ -23,7 +23,7 @@ using Ak = std::array<std::uint8_t, 6>;
 
 // Output sizes of one configured algorithm, in bytes.
 struct OutputSizes {
-    std::size_t mac = 8;  // MAC-A and MAC-S
+    std::size_t mac = 8; // MAC-A and MAC-S
     std::size_t res = 8;
     std::size_t ck = 16;
     std::size_t ik = 16;
@@ -39,13 +39,13 @@ struct F2345 {
 // Everything one RAND/SQN/AMF gives: what 3GPP test data lists, and what the
 // network side needs for a vector plus the resynchronisation values.
 struct AllOutputs {
-    Bytes mac_a;   // f1
-    Bytes mac_s;   // f1*
-    Bytes res;     // f2
+    Bytes mac_a;    // f1
+    Bytes mac_s;    // f1*
+    Bytes res;      // f2
     SecretBytes ck; // f3
     SecretBytes ik; // f4
-    Ak ak{};       // f5
-    Ak ak_star{};  // f5*
+    Ak ak{};        // f5
+    Ak ak_star{};   // f5*
 };
 
 class AkaComputation {

@@ -4,12 +4,12 @@
 // blocks at once so that an implementation can do them in one call (one EVP call,
 // one TPM command).
 
-#include "secret.hpp"
-
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
+
+#include "secret.hpp"
 
 namespace tresim::usim {
 

@@ -35,9 +35,8 @@ int nibble(char c) {
 
 Bytes hex_decode(std::string_view hex, std::string_view argument) {
     if (hex.size() % 2 != 0) {
-        throw InvalidArgument(std::string(argument),
-                              "hex has an odd number of digits (" + std::to_string(hex.size()) +
-                                  ")");
+        throw InvalidArgument(std::string(argument), "hex has an odd number of digits (" +
+                                                         std::to_string(hex.size()) + ")");
     }
     Bytes out(hex.size() / 2);
     for (std::size_t i = 0; i < out.size(); ++i) {
@@ -45,9 +44,10 @@ Bytes hex_decode(std::string_view hex, std::string_view argument) {
         const int lo = nibble(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             // Do not echo the text: it may be a key.
-            throw InvalidArgument(std::string(argument), "not hex (a character at position " +
-                                                             std::to_string(2 * i + (hi < 0 ? 0 : 1)) +
-                                                             " is not 0-9, a-f or A-F)");
+            throw InvalidArgument(std::string(argument),
+                                  "not hex (a character at position " +
+                                      std::to_string(2 * i + (hi < 0 ? 0 : 1)) +
+                                      " is not 0-9, a-f or A-F)");
         }
         out[i] = static_cast<std::uint8_t>((hi << 4) | lo);
     }

@@ -1,10 +1,10 @@
 #pragma once
 // GSM compatibility (TS 33.102 §6.8.1.2, TS 31.102 §7.1.2, TS 55.205).
 
-#include "aka_algorithm.hpp"
-
 #include <array>
 #include <cstdint>
+
+#include "aka_algorithm.hpp"
 
 namespace tresim::usim {
 

@@ -2,10 +2,10 @@
 // Milenage (3GPP TS 35.206) over an abstract E_K, so that K can sit in software
 // AES (here) or inside a TPM (the TE core).
 
+#include <memory>
+
 #include "aka_algorithm.hpp"
 #include "block_cipher.hpp"
-
-#include <memory>
 
 namespace tresim::usim {
 

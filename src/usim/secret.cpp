@@ -55,9 +55,9 @@ SecretBytes SecretBytes::from_hex(std::string_view hex, std::string_view argumen
             } else if (c >= 'A' && c <= 'F') {
                 n = static_cast<unsigned>(c - 'A' + 10);
             } else {
-                throw InvalidArgument(std::string(argument),
-                                      "not hex (a character at position " +
-                                          std::to_string(2 * i + j) + " is not 0-9, a-f or A-F)");
+                throw InvalidArgument(std::string(argument), "not hex (a character at position " +
+                                                                 std::to_string(2 * i + j) +
+                                                                 " is not 0-9, a-f or A-F)");
             }
             v = (v << 4) | n;
         }

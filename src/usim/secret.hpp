@@ -4,8 +4,6 @@
 // always wiped with OPENSSL_cleanse when released, and never printable: there is
 // no operator<< and no conversion to string. Read it through view() or data().
 
-#include "bytes.hpp"
-
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -13,6 +11,8 @@
 #include <span>
 #include <string_view>
 #include <vector>
+
+#include "bytes.hpp"
 
 namespace tresim {
 
@@ -57,8 +57,7 @@ public:
 
     // Decodes hex straight into secure memory. Errors name `argument`, never the value.
     static SecretBytes from_hex(std::string_view hex, std::string_view argument);
-    static SecretBytes from_hex(std::string_view hex, std::string_view argument,
-                                std::size_t size);
+    static SecretBytes from_hex(std::string_view hex, std::string_view argument, std::size_t size);
 
     std::size_t size() const noexcept { return bytes_.size(); }
     bool empty() const noexcept { return bytes_.empty(); }
