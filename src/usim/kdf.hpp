@@ -13,6 +13,10 @@ namespace tresim::usim {
 // HMAC-SHA-256(key, FC || P0 || L0 || P1 || L1 || ...), Li the 2-byte length of Pi.
 SecretBytes kdf(ByteView key, std::uint8_t fc, std::initializer_list<ByteView> params);
 
+// HMAC-SHA-256(key, data[0] || data[1] || ...): the primitive under kdf(), also used by
+// the SUCI MAC tag. The result is 32 bytes.
+SecretBytes hmac_sha256(ByteView key, std::initializer_list<ByteView> data);
+
 // "5G:mnc<MNC 3 digits>.mcc<MCC>.3gppnetwork.org" (TS 24.501 §9.12.1); MNC of 2 or
 // 3 digits (a 2-digit MNC is written with a leading zero). InvalidArgument("mcc-mnc").
 std::string serving_network_name(std::string_view mcc, std::string_view mnc);

@@ -29,6 +29,7 @@ struct SuciParams {
 
 struct Suci {
     std::string text;   // suci-0-<mcc>-<mnc>-<ri>-<scheme>-<key id>-<scheme output>
+                        // (conceal_nai: the NAI form of TS 23.003 §28.7.3)
     Bytes scheme_output; // null: the MSIN's BCD bytes; A/B: eph key || ciphertext || MAC tag
 };
 
@@ -37,9 +38,21 @@ struct Suci {
 Suci conceal_imsi(const SuciParams& params, std::string_view msin,
                   const std::optional<SecretBytes>& eph_private_key = std::nullopt);
 
+// UE side for a network-specific-identifier SUPI "username@realm" (SUPI type 1). The
+// scheme input is the username's bytes; params.mcc_mnc is not used (the realm is the home
+// network identifier). scheme_output is as for conceal_imsi (null: the username's bytes);
+// text is the SUCI in NAI form (TS 23.003 §28.7.3), hex in upper case as TS 33.501 Annex
+// C.4 writes it:
+//   type1.rid<ri>.schid0.userid<username>@<realm>                              (null)
+//   type1.rid<ri>.schid<1|2>.hnkey<key id>.ecckey<hex>.cip<hex>.mac<hex>@<realm>  (A, B)
+// InvalidArgument("nai") when nai is not username@realm.
+Suci conceal_nai(const SuciParams& params, std::string_view nai,
+                 const std::optional<SecretBytes>& eph_private_key = std::nullopt);
+
 // Home network side (SIDF), for tests and the provisioning server: recovers the
-// scheme input (the BCD-coded MSIN for IMSI) from the scheme output; nullopt when
-// the MAC tag does not verify. InvalidArgument("scheme-output") when malformed.
+// scheme input (the BCD-coded MSIN for IMSI, the username's bytes for an NAI) from the
+// scheme output; nullopt when the MAC tag does not verify. InvalidArgument("scheme-output")
+// when malformed, InvalidArgument("hn-private-key") when the key is not 32 bytes.
 std::optional<Bytes> deconceal(SuciProfile profile, ByteView hn_private_key,
                                ByteView scheme_output);
 
