@@ -115,13 +115,12 @@ SqnState SqnState::accept(std::uint64_t sqn) const {
     return next;
 }
 
-Bytes make_auts(AkaComputation& c, std::uint64_t sqn_ms) {
+Auts make_auts(AkaComputation& c, std::uint64_t sqn_ms) {
     const Sqn sqn = sqn_bytes(sqn_ms);
     const Ak ak_star = c.f5star();
-    Bytes auts(6);
-    xor_into(auts, sqn, ak_star);
-    const Bytes mac_s = c.f1star(sqn, kDummyAmf);
-    auts.insert(auts.end(), mac_s.begin(), mac_s.end());
+    Auts auts(6);
+    xor_into({auts.data(), 6}, sqn, ak_star);
+    auts.append(c.f1star(sqn, kDummyAmf));
     return auts;
 }
 
@@ -136,7 +135,7 @@ AkaResult usim_authenticate(AkaAlgorithm& alg, const SqnState& state, const Rand
     xor_into(sqn_b, autn.first(6), f.ak);
     Amf amf{};
     std::copy_n(autn.begin() + 6, 2, amf.begin());
-    const Bytes xmac = c->f1(sqn_b, amf);
+    const Mac xmac = c->f1(sqn_b, amf);
     // MAC-A first: nothing about SQN is revealed or changed for a forged AUTN.
     if (!equal_ct(xmac, autn.subspan(8))) {
         return AkaMacFailure{};
@@ -157,17 +156,21 @@ AllOutputs generate_all(AkaAlgorithm& alg, const Rand& rand, std::uint64_t sqn, 
 }
 
 AuthVector generate_vector(AkaAlgorithm& alg, const Rand& rand, std::uint64_t sqn, const Amf& amf) {
-    AllOutputs o = generate_all(alg, rand, sqn, amf);
+    if (sqn > kSqnMax) {
+        throw InvalidArgument("sqn", "exceeds 48 bits");
+    }
+    const Sqn sqn_b = sqn_bytes(sqn);
+    const VectorOutputs o = alg.begin(rand)->vector(sqn_b, amf);
     AuthVector v;
     v.rand = rand;
-    v.xres = std::move(o.res);
-    v.ck = std::move(o.ck);
-    v.ik = std::move(o.ik);
+    v.xres = o.res;
+    v.ck = o.ck;
+    v.ik = o.ik;
     v.ak = o.ak;
     v.autn.resize(6);
-    xor_into(v.autn, sqn_bytes(sqn), o.ak);
-    v.autn.insert(v.autn.end(), amf.begin(), amf.end());
-    v.autn.insert(v.autn.end(), o.mac_a.begin(), o.mac_a.end());
+    xor_into({v.autn.data(), 6}, sqn_b, o.ak);
+    v.autn.append(amf);
+    v.autn.append(o.mac_a);
     return v;
 }
 
@@ -177,7 +180,7 @@ std::optional<std::uint64_t> resync(AkaAlgorithm& alg, const Rand& rand, ByteVie
     const Ak ak_star = c->f5star();
     Sqn sqn{};
     xor_into(sqn, auts.first(6), ak_star);
-    const Bytes mac_s = c->f1star(sqn, kDummyAmf);
+    const Mac mac_s = c->f1star(sqn, kDummyAmf);
     if (!equal_ct(mac_s, auts.subspan(6))) {
         return std::nullopt;
     }

@@ -64,15 +64,19 @@ private:
     std::vector<std::uint64_t> seq_;
 };
 
+// AUTN and AUTS for the largest MAC TUAK allows.
+using Autn = FixedBytes<8 + 32>;
+using Auts = FixedBytes<6 + 32>;
+
 struct AkaSuccess {
-    Bytes res;
-    SecretBytes ck;
-    SecretBytes ik;
+    Res res;
+    CipherKey ck;
+    CipherKey ik;
     std::uint64_t sqn = 0; // the SQN just accepted
     SqnState state;        // the state to persist before releasing RES/CK/IK
 };
 struct AkaSyncFailure {
-    Bytes auts;          // (SQN_MS xor AK*) || MAC-S
+    Auts auts;           // (SQN_MS xor AK*) || MAC-S
     SqnVerdict reason{}; // why the SQN was not fresh
 };
 struct AkaMacFailure {};
@@ -83,14 +87,14 @@ AkaResult usim_authenticate(AkaAlgorithm& alg, const SqnState& state, const Rand
                             ByteView autn);
 
 // AUTS for a given SQN_MS (TS 33.102 §6.3.3), AMF* the all-zero dummy.
-Bytes make_auts(AkaComputation& c, std::uint64_t sqn_ms);
+Auts make_auts(AkaComputation& c, std::uint64_t sqn_ms);
 
 struct AuthVector {
     Rand rand{};
-    Bytes xres;
-    SecretBytes ck;
-    SecretBytes ik;
-    Bytes autn;
+    Res xres;
+    CipherKey ck;
+    CipherKey ik;
+    Autn autn;
     Ak ak{};
 };
 

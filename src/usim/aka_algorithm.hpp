@@ -29,34 +29,54 @@ struct OutputSizes {
     std::size_t ik = 16;
 };
 
+// Inline buffers sized for the largest values TUAK allows (256 bits).
+using Res = FixedBytes<32>;
+using Mac = FixedBytes<32>;
+using CipherKey = SecretBuffer<32>; // CK or IK
+
 struct F2345 {
-    Bytes res;
-    SecretBytes ck;
-    SecretBytes ik;
+    Res res;
+    CipherKey ck;
+    CipherKey ik;
+    Ak ak{};
+};
+
+// What one authentication vector needs: f1 and f2..f5.
+struct VectorOutputs {
+    Mac mac_a;
+    Res res;
+    CipherKey ck;
+    CipherKey ik;
     Ak ak{};
 };
 
 // Everything one RAND/SQN/AMF gives: what 3GPP test data lists, and what the
 // network side needs for a vector plus the resynchronisation values.
 struct AllOutputs {
-    Bytes mac_a;    // f1
-    Bytes mac_s;    // f1*
-    Bytes res;      // f2
-    SecretBytes ck; // f3
-    SecretBytes ik; // f4
-    Ak ak{};        // f5
-    Ak ak_star{};   // f5*
+    Mac mac_a;    // f1
+    Mac mac_s;    // f1*
+    Res res;      // f2
+    CipherKey ck; // f3
+    CipherKey ik; // f4
+    Ak ak{};      // f5
+    Ak ak_star{}; // f5*
 };
 
 class AkaComputation {
 public:
     virtual ~AkaComputation() = default;
-    virtual Bytes f1(const Sqn& sqn, const Amf& amf) = 0;
-    virtual Bytes f1star(const Sqn& sqn, const Amf& amf) = 0;
+    virtual Mac f1(const Sqn& sqn, const Amf& amf) = 0;
+    virtual Mac f1star(const Sqn& sqn, const Amf& amf) = 0;
     virtual F2345 f2345() = 0;
     virtual Ak f5star() = 0;
     // All of the above in as few block operations as the algorithm allows.
     virtual AllOutputs all(const Sqn& sqn, const Amf& amf) = 0;
+    // f1 and f2..f5 only (a network-side vector). The default runs f2345() and
+    // f1(); an algorithm may batch them.
+    virtual VectorOutputs vector(const Sqn& sqn, const Amf& amf) {
+        F2345 f = f2345();
+        return VectorOutputs{f1(sqn, amf), f.res, f.ck, f.ik, f.ak};
+    }
 };
 
 class AkaAlgorithm {

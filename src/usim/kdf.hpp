@@ -2,11 +2,11 @@
 // Key derivations: the TS 33.220 Annex B.2 KDF and what 5G and EAP-AKA' build on
 // it (TS 33.501 Annex A, TS 33.402 Annex A.2 / RFC 5448).
 
-#include "aka_algorithm.hpp"
-
 #include <initializer_list>
 #include <string>
 #include <string_view>
+
+#include "aka_algorithm.hpp"
 
 namespace tresim::usim {
 

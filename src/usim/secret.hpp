@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -104,6 +106,46 @@ public:
 
 private:
     std::array<std::uint8_t, N> bytes_;
+};
+
+// A secret of at most Cap bytes held inline (CK, IK, Kc...): no allocation on
+// the authentication path, wiped when it goes out of scope, never printable.
+template <std::size_t Cap> class SecretBuffer {
+public:
+    SecretBuffer() noexcept = default;
+    explicit SecretBuffer(ByteView bytes) { assign(bytes); }
+    SecretBuffer(const SecretBuffer&) noexcept = default;
+    SecretBuffer& operator=(const SecretBuffer&) noexcept = default;
+    ~SecretBuffer() { wipe(bytes_.data(), Cap); }
+
+    void resize(std::size_t size) {
+        if (size > Cap) {
+            throw std::length_error("SecretBuffer: size beyond capacity");
+        }
+        size_ = size;
+    }
+    void assign(ByteView bytes) {
+        resize(bytes.size());
+        std::copy(bytes.begin(), bytes.end(), bytes_.begin());
+    }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    std::uint8_t* data() noexcept { return bytes_.data(); }
+    const std::uint8_t* data() const noexcept { return bytes_.data(); }
+    ByteView view() const noexcept { return {bytes_.data(), size_}; }
+    std::span<std::uint8_t> span() noexcept { return {bytes_.data(), size_}; }
+    std::uint8_t& operator[](std::size_t i) noexcept { return bytes_[i]; }
+    std::uint8_t operator[](std::size_t i) const noexcept { return bytes_[i]; }
+    std::string reveal_hex() const { return hex_encode(view()); }
+    SecretBytes to_secret_bytes() const { return SecretBytes(view()); }
+
+    friend bool operator==(const SecretBuffer& a, const SecretBuffer& b) noexcept {
+        return equal_ct(a.view(), b.view());
+    }
+
+private:
+    std::array<std::uint8_t, Cap> bytes_{};
+    std::size_t size_ = 0;
 };
 
 } // namespace tresim

@@ -3,13 +3,13 @@
 // string form TS 23.003 §2.2B), for the null scheme and ECIES profiles A
 // (X25519) and B (secp256r1, compressed ephemeral point).
 
-#include "bytes.hpp"
-#include "secret.hpp"
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "bytes.hpp"
+#include "secret.hpp"
 
 namespace tresim::usim {
 
@@ -28,8 +28,8 @@ struct SuciParams {
 };
 
 struct Suci {
-    std::string text;   // suci-0-<mcc>-<mnc>-<ri>-<scheme>-<key id>-<scheme output>
-                        // (conceal_nai: the NAI form of TS 23.003 §28.7.3)
+    std::string text;    // suci-0-<mcc>-<mnc>-<ri>-<scheme>-<key id>-<scheme output>
+                         // (conceal_nai: the NAI form of TS 23.003 §28.7.3)
     Bytes scheme_output; // null: the MSIN's BCD bytes; A/B: eph key || ciphertext || MAC tag
 };
 

@@ -148,11 +148,11 @@ class TuakComputation final : public AkaComputation {
 public:
     TuakComputation(const SecretBytes& k, const Topc& topc, const TuakParams& params,
                     const Rand& rand)
-        : k_(k), topc_(topc), params_(params), rand_(rand) {}
+        : k_(k.view()), topc_(topc), params_(params), rand_(rand) {}
 
-    Bytes f1(const Sqn& sqn, const Amf& amf) override { return mac(kInstanceF1, sqn, amf); }
+    Mac f1(const Sqn& sqn, const Amf& amf) override { return mac(kInstanceF1, sqn, amf); }
 
-    Bytes f1star(const Sqn& sqn, const Amf& amf) override { return mac(kInstanceF1Star, sqn, amf); }
+    Mac f1star(const Sqn& sqn, const Amf& amf) override { return mac(kInstanceF1Star, sqn, amf); }
 
     F2345 f2345() override {
         const std::uint8_t instance = kInstanceF2345 | length_code(params_.res_bits) |
@@ -185,9 +185,9 @@ public:
         o.mac_a = f1(sqn, amf);
         o.mac_s = f1star(sqn, amf);
         F2345 r = f2345();
-        o.res = std::move(r.res);
-        o.ck = std::move(r.ck);
-        o.ik = std::move(r.ik);
+        o.res = r.res;
+        o.ck = r.ck;
+        o.ik = r.ik;
         o.ak = r.ak;
         o.ak_star = f5star();
         return o;
@@ -199,15 +199,15 @@ private:
                        params_.keccak_iterations);
     }
 
-    Bytes mac(std::uint8_t function, const Sqn& sqn, const Amf& amf) const {
+    Mac mac(std::uint8_t function, const Sqn& sqn, const Amf& amf) const {
         const TuakBlock out =
             run(function | length_code(params_.mac_bits) | key_code(k_.view()), amf, sqn);
-        Bytes m(params_.mac_bits / 8);
+        Mac m(params_.mac_bits / 8);
         get_field(out, kTopOffset, m);
         return m;
     }
 
-    SecretBytes k_;
+    SecretBuffer<32> k_; // inline: no secure-heap allocation per computation
     Topc topc_;
     TuakParams params_;
     Rand rand_;

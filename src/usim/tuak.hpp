@@ -2,18 +2,18 @@
 // TUAK (3GPP TS 35.231): the Keccak-based alternative to Milenage, with every
 // parameter the specification allows.
 
-#include "aka_algorithm.hpp"
-
 #include <array>
 #include <cstdint>
+
+#include "aka_algorithm.hpp"
 
 namespace tresim::usim {
 
 struct TuakParams {
-    unsigned mac_bits = 64;        // 64, 128, 256
-    unsigned res_bits = 64;        // 32, 64, 128, 256
-    unsigned ck_bits = 128;        // 128, 256
-    unsigned ik_bits = 128;        // 128, 256
+    unsigned mac_bits = 64;         // 64, 128, 256
+    unsigned res_bits = 64;         // 32, 64, 128, 256
+    unsigned ck_bits = 128;         // 128, 256
+    unsigned ik_bits = 128;         // 128, 256
     unsigned keccak_iterations = 1; // >= 1 (up to 255)
     // InvalidArgument naming "mac-bits", "res-bits", "ck-bits", "ik-bits" or
     // "keccak-iterations" when a value is not one TS 35.231 allows.

@@ -292,7 +292,7 @@ TEST(DiffOsmocom, LibosmocoreAcceptsAutsFromMakeAutsAndBothRejectTamperedOnes) {
         SCOPED_TRACE(sub.describe() + " sqn-ms=" + std::to_string(sqn_ms) + " rand=" + hex(rand));
 
         auto m = sub.tresim();
-        const Bytes auts = make_auts(*m->begin(rand), sqn_ms);
+        const Auts auts = make_auts(*m->begin(rand), sqn_ms);
         ASSERT_EQ(auts.size(), 14u);
 
         osmo_sub_auth_data aud = sub.osmocom(0);
@@ -304,7 +304,7 @@ TEST(DiffOsmocom, LibosmocoreAcceptsAutsFromMakeAutsAndBothRejectTamperedOnes) {
         EXPECT_EQ(*ours, sqn_ms);
 
         // One flipped bit anywhere (concealed SQN or MAC-S): both refuse it.
-        Bytes bad = auts;
+        Bytes bad = auts.to_bytes();
         bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
         osmo_sub_auth_data aud2 = sub.osmocom(0);
         osmo_auth_vector vec3{};

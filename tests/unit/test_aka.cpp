@@ -76,7 +76,7 @@ TEST(UsimAuthenticate, DetectsAChangeInAnyBitOfAutnOrRand) {
     auto m = set1();
     const AuthVector v = generate_vector(*m, rand_n(4), sqn_of(2, 1), kAmf);
     for (std::size_t bit = 0; bit < v.autn.size() * 8; ++bit) {
-        Bytes autn = v.autn;
+        Bytes autn = v.autn.to_bytes();
         autn[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
         EXPECT_TRUE(
             std::holds_alternative<AkaMacFailure>(usim_authenticate(*m, SqnState{}, v.rand, autn)))
@@ -193,7 +193,7 @@ TEST(SqnArray, IndBitsZeroIsAPlainCounter) {
 
 TEST(Resync, RejectsAutsWithABadMacAndWrongLengths) {
     auto m = set1();
-    Bytes auts = make_auts(*m->begin(rand_n(8)), 12345);
+    Bytes auts = make_auts(*m->begin(rand_n(8)), 12345).to_bytes();
     EXPECT_EQ(resync(*m, rand_n(8), auts), std::optional<std::uint64_t>(12345));
     auts[13] ^= 0x10;
     EXPECT_FALSE(resync(*m, rand_n(8), auts).has_value());
