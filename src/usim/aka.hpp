@@ -26,6 +26,7 @@ struct SqnConfig {
     std::uint64_t delta = std::uint64_t{1} << 28; // C.2.1: largest accepted SEQ - SEQ_MS
     std::uint64_t age_limit = 0;                  // C.2.2: L, largest SEQ_MS - SEQ; 0 = unlimited
     void validate() const;                        // InvalidArgument("ind-bits"/"delta")
+    friend bool operator==(const SqnConfig&, const SqnConfig&) = default;
 };
 
 enum class SqnVerdict {

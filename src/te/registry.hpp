@@ -1,0 +1,90 @@
+#pragma once
+// The MID registry in the state database: one row per installed MID with its
+// public description, lifecycle state, slot, SQN array and TPM object blobs.
+// Nothing secret is stored here: the blobs are TPM-wrapped (only this TPM's SRK
+// can load them). Every method runs inside the caller's Transaction.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db.hpp"
+#include "lifecycle.hpp"
+#include "mid_crypto.hpp"
+#include "profile.hpp"
+#include "tpm/objects.hpp"
+#include "usim/aka.hpp"
+
+namespace tresim::te {
+
+struct MidRecord {
+    std::int64_t index = 0; // stable: the D-Bus object /org/tresim1/mid/<index>
+    std::string iccid;
+    std::string imsi;
+    unsigned mnc_length = 2;
+    std::string label;
+    std::string operator_name;
+    Algorithm algorithm = Algorithm::Milenage;
+    usim::TuakParams tuak;
+    usim::Amf amf{};
+    ComputationMode mode = ComputationMode::TpmCfb; // mid_crypto.hpp
+    MidState state = MidState::Inactive;
+    std::optional<unsigned> slot; // set while active (or suspended) in a slot
+    std::optional<IsimIdentity> isim;
+    std::optional<SuciConfig> suci;
+    MidPolicy policy;
+    bool has_pin = false;
+    unsigned pin_retries = 0;
+    unsigned puk_retries = 0;
+    Bytes authority; // the TPM name of the policy authority
+    usim::SqnState sqn;
+    std::int64_t created = 0; // Unix seconds
+    std::int64_t updated = 0;
+};
+
+class Registry {
+public:
+    explicit Registry(Db& db);
+
+    // Creates the tables when absent (schema version in meta).
+    void create_schema();
+
+    std::int64_t insert(const MidRecord& mid);
+    void update(const MidRecord& mid); // every column but index/created
+    void remove(std::int64_t index);   // with its objects
+
+    std::optional<MidRecord> find(std::int64_t index);
+    std::optional<MidRecord> find_by_iccid(std::string_view iccid);
+    std::vector<MidRecord> list();
+    // The MID active (or suspended) in a slot, if any.
+    std::optional<MidRecord> in_slot(unsigned slot);
+
+    // Only the SQN array: the hot path after each successful authentication.
+    void update_sqn(std::int64_t index, const usim::SqnState& sqn);
+
+    void put_object(std::int64_t index, std::string_view role, const tpm::ObjectBlobs& blobs);
+    std::optional<tpm::ObjectBlobs> object(std::int64_t index, std::string_view role);
+
+    Db& db() noexcept { return db_; }
+
+    // Approvals of platform states by policy authorities, stored as encoded
+    // blobs (te.cpp), newest first.
+    void put_approval(ByteView authority_name, bool auth_value, ByteView approved_policy,
+                      ByteView encoded);
+    std::vector<Bytes> approvals(ByteView authority_name, bool auth_value);
+
+    // Key/value metadata (epoch, MAC, identity...).
+    std::optional<Bytes> meta(std::string_view key);
+    void set_meta(std::string_view key, ByteView value);
+
+private:
+    Db& db_;
+};
+
+// Serialisation of the SQN array: ind_bits, delta, age limit, then SEQ_MS(i) as
+// 8-byte big-endian numbers.
+Bytes encode_sqn(const usim::SqnState& s);
+usim::SqnState decode_sqn(ByteView b); // throws TeError(StateCorrupt)
+
+} // namespace tresim::te

@@ -1,0 +1,553 @@
+#include "te.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "tpm/error.hpp"
+#include "tpm/keys.hpp"
+
+namespace tresim::te {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kRoleKey = "key";
+constexpr const char* kRoleOpc = "opc";
+constexpr const char* kRoleOpcWrap = "opc-wrap";
+
+// The TE's machine secret: the auth value of its NV indexes and HMAC key. A
+// file only tresimd's user can read; created at first start.
+SecretBytes load_or_create_secret(const std::string& dir, bool may_create) {
+    const std::string path = dir + "/te.secret";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        SecretBytes s(32);
+        const ssize_t n = ::read(fd, s.data(), s.size());
+        ::close(fd);
+        if (n != 32) {
+            throw TeError(ErrorCode::StateCorrupt, path + " is not 32 bytes");
+        }
+        return s;
+    }
+    if (errno != ENOENT || !may_create) {
+        throw TeError(ErrorCode::StateCorrupt, "cannot read " + path + ": " + std::strerror(errno));
+    }
+    SecretBytes s(32);
+    if (RAND_priv_bytes(s.data(), 32) != 1) {
+        throw std::runtime_error("OpenSSL's random generator failed");
+    }
+    const std::string tmp = path + ".tmp";
+    const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0 || ::write(out, s.data(), 32) != 32 || ::fsync(out) != 0) {
+        if (out >= 0) {
+            ::close(out);
+        }
+        throw TeError(ErrorCode::StateCorrupt, "cannot write " + tmp + ": " + std::strerror(errno));
+    }
+    ::close(out);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        throw TeError(ErrorCode::StateCorrupt, "cannot create " + path);
+    }
+    return s;
+}
+
+json encode_pcrs(const tpm::PcrValues& v) {
+    json values = json::object();
+    for (const auto& [pcr, value] : v.values) {
+        values[std::to_string(pcr)] = hex_encode(value);
+    }
+    return {{"bank", v.bank}, {"values", values}};
+}
+
+tpm::PcrValues decode_pcrs(const json& j) {
+    tpm::PcrValues v;
+    v.bank = j.at("bank").get<TPMI_ALG_HASH>();
+    for (const auto& [pcr, value] : j.at("values").items()) {
+        v.values[static_cast<unsigned>(std::stoul(pcr))] =
+            hex_decode(value.get<std::string>(), "pcr-value");
+    }
+    return v;
+}
+
+Bytes encode_approval(const MidApproval& a) {
+    const json j = {{"pcrs", encode_pcrs(a.pcrs)},
+                    {"auth_value", a.auth_value},
+                    {"approved_policy", hex_encode(a.approved_policy)},
+                    {"policy_ref", hex_encode(a.policy_ref)},
+                    {"authority", hex_encode(tpm::marshal_public(a.authority))},
+                    {"signature", hex_encode(tpm::marshal_signature(a.signature))}};
+    const std::string text = j.dump();
+    return Bytes(text.begin(), text.end());
+}
+
+MidApproval decode_approval(ByteView b) {
+    try {
+        const json j = json::parse(b.begin(), b.end());
+        MidApproval a;
+        a.pcrs = decode_pcrs(j.at("pcrs"));
+        a.auth_value = j.at("auth_value");
+        a.approved_policy = hex_decode(j.at("approved_policy").get<std::string>(), "approval");
+        a.policy_ref = hex_decode(j.at("policy_ref").get<std::string>(), "approval");
+        a.authority = tpm::unmarshal_public(
+            hex_decode(j.at("authority").get<std::string>(), "approval"), "approval");
+        a.signature = tpm::unmarshal_signature(
+            hex_decode(j.at("signature").get<std::string>(), "approval"), "approval");
+        return a;
+    } catch (const std::exception& e) {
+        throw TeError(ErrorCode::StateCorrupt,
+                      std::string("a stored approval is unreadable: ") + e.what());
+    }
+}
+
+Bytes authority_name(const TPM2B_PUBLIC& authority) {
+    return tpm::object_name(authority.publicArea);
+}
+
+bool same_values(const tpm::PcrValues& approved, const tpm::PcrValues& current) {
+    if (approved.bank != current.bank) {
+        return false;
+    }
+    for (const auto& [pcr, value] : approved.values) {
+        const auto it = current.values.find(pcr);
+        if (it == current.values.end() || it->second != value) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string mid_label(const MidRecord& m) {
+    return m.iccid;
+}
+
+} // namespace
+
+TrustedEnvironment::TrustedEnvironment(TeConfig config) : config_(std::move(config)) {
+    if (config_.slots == 0 || config_.slots > 16) {
+        throw TeError(ErrorCode::InvalidArgument, "slots: must be 1 to 16");
+    }
+    try {
+        selection_ = tpm::parse_pcr_selection(config_.pcrs);
+    } catch (const InvalidArgument& e) {
+        throw TeError(ErrorCode::InvalidArgument, e.what());
+    }
+    std::error_code ec;
+    fs::create_directories(config_.state_dir, ec);
+    const bool have_db = fs::exists(config_.state_dir + "/tresim.db");
+    secret_ = load_or_create_secret(config_.state_dir, !have_db);
+
+    try {
+        ctx_ = std::make_unique<tpm::Context>(config_.tcti);
+        caps_ = tpm::probe(*ctx_);
+        srk_ = tpm::ensure_srk(*ctx_);
+    } catch (const tpm::TpmError& e) {
+        throw TeError(ErrorCode::TpmFailure, std::string("TPM: ") + e.what());
+    }
+    db_ = std::make_unique<Db>(config_.state_dir + "/tresim.db");
+    registry_ = std::make_unique<Registry>(*db_);
+    registry_->create_schema();
+    ensure_audit_schema(*db_);
+    guard_ =
+        std::make_unique<StateGuard>(*ctx_, srk_.handle, *registry_, secret_, config_.sqn_interval);
+    guard_status_ = guard_->verify_at_start();
+    audit_ = std::make_unique<AuditLog>(AuditLog::open_tpm(*db_, *ctx_, secret_));
+}
+
+TrustedEnvironment::~TrustedEnvironment() = default;
+
+const tpm::CommandCounts& TrustedEnvironment::counts() const {
+    return ctx_->counts();
+}
+
+TeInfo TrustedEnvironment::info() {
+    std::lock_guard lock(mutex_);
+    TeInfo i;
+    i.caps = caps_;
+    i.milenage_mode = choose_mode(caps_, Algorithm::Milenage, config_.force_mode);
+    i.epoch = guard_->epoch();
+    i.recovered_crash = guard_status_.recovered_crash;
+    i.pcr_selection = tpm::format_pcr_selection(selection_);
+    i.audit = audit_->status();
+    return i;
+}
+
+tpm::PcrValues TrustedEnvironment::current_pcrs() {
+    std::lock_guard lock(mutex_);
+    return tpm::read_pcrs(*ctx_, selection_);
+}
+
+void TrustedEnvironment::add_approval(const MidApproval& approval) {
+    std::lock_guard lock(mutex_);
+    if (approved_policy_for(approval.pcrs, approval.auth_value) != approval.approved_policy) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "approval: its policy digest is not the policy of its PCR values");
+    }
+    try {
+        // The TPM checks the signature too; the ticket is kept for later uses.
+        const TPMT_TK_VERIFIED ticket =
+            tpm::verify_policy_signature(*ctx_, approval.authority, approval.approved_policy,
+                                         approval.policy_ref, approval.signature);
+        tickets_.put(authority_name(approval.authority), approval.approved_policy,
+                     approval.policy_ref, ticket);
+    } catch (const tpm::TpmError& e) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      std::string("approval: the signature does not verify: ") + e.what());
+    }
+    const Bytes name = authority_name(approval.authority);
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    guard_->prepare(true);
+    Transaction t(*db_);
+    registry_->put_approval(name, approval.auth_value, approval.approved_policy,
+                            encode_approval(approval));
+    audit_->append(AuditType::PolicyUpdate, std::nullopt,
+                   {{"authority", hex_encode(name)},
+                    {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
+    // Suspended MIDs of this authority whose platform state is now approved resume.
+    for (MidRecord& m : registry_->list()) {
+        if (m.state == MidState::Suspended && m.authority == name &&
+            m.has_pin == approval.auth_value && same_values(approval.pcrs, now)) {
+            m.state = MidState::Active;
+            registry_->update(m);
+            audit_->append(AuditType::LifecycleChange, mid_label(m),
+                           {{"event", "resume"}, {"state", "active"}});
+        }
+    }
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+}
+
+std::optional<MidApproval> TrustedEnvironment::approval_for(const Bytes& name, bool auth_value,
+                                                            const tpm::PcrValues& current) {
+    std::optional<MidApproval> newest;
+    for (const Bytes& encoded : registry_->approvals(name, auth_value)) {
+        MidApproval a = decode_approval(encoded);
+        if (same_values(a.pcrs, current)) {
+            return a;
+        }
+        if (!newest) {
+            newest = std::move(a);
+        }
+    }
+    return newest; // does not match: using it names the PCRs that differ
+}
+
+std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
+                                                const TPM2B_PUBLIC& authority,
+                                                const std::optional<MidApproval>& approval) {
+    std::lock_guard lock(mutex_);
+    MidProfile p = parse_profile(profile_json);
+    if (registry_->find_by_iccid(p.iccid)) {
+        throw TeError(ErrorCode::AlreadyExists, "a MID with ICCID " + p.iccid + " is installed");
+    }
+    if (p.pin) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "profile: pin: PIN-protected MIDs are not supported yet");
+    }
+    if (approval) {
+        add_approval(*approval);
+    }
+    const Bytes name = authority_name(authority);
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    const std::optional<MidApproval> a = approval_for(name, false, now);
+    if (!a) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "no approval of the current platform state by this authority: add one first");
+    }
+
+    MidCreateOptions options;
+    MidKeyMaterial material;
+    try {
+        if (p.algorithm == Algorithm::Milenage) {
+            options.mode = choose_mode(caps_, Algorithm::Milenage, config_.force_mode);
+            material = create_milenage_mid(*ctx_, srk_.handle, p.k, p.opc, p.op_given, options, *a,
+                                           tickets_);
+        } else {
+            usim::Topc topc(p.opc.view());
+            if (p.op_given) {
+                usim::Top top{};
+                std::copy(p.opc.view().begin(), p.opc.view().end(), top.begin());
+                topc = usim::Tuak::compute_topc(p.k.view(), top, p.tuak.keccak_iterations);
+                wipe(top.data(), top.size());
+            }
+            material = create_tuak_mid(*ctx_, srk_.handle, p.k, topc, p.tuak, options, *a);
+        }
+    } catch (const tpm::TpmError& e) {
+        throw TeError(ErrorCode::TpmFailure,
+                      std::string("creating the MID's TPM objects: ") + e.what());
+    }
+
+    MidRecord m;
+    m.iccid = p.iccid;
+    m.imsi = p.imsi;
+    m.mnc_length = p.mnc_length;
+    m.label = p.label;
+    m.operator_name = p.operator_name;
+    m.algorithm = p.algorithm;
+    m.tuak = p.tuak;
+    m.amf = p.amf;
+    m.mode = material.mode;
+    m.state = MidState::Inactive;
+    m.isim = p.isim;
+    m.suci = p.suci;
+    m.policy = p.policy;
+    m.authority = name;
+    m.sqn =
+        p.sqn ? usim::SqnState::from_highest(*p.sqn, p.sqn_config) : usim::SqnState(p.sqn_config);
+
+    guard_->prepare(true);
+    Transaction t(*db_);
+    const std::int64_t index = registry_->insert(m);
+    registry_->put_object(index, kRoleKey, material.key);
+    if (material.opc) {
+        registry_->put_object(index, kRoleOpc, *material.opc);
+    }
+    if (!material.opc_wrapped.empty()) {
+        registry_->put_object(index, kRoleOpcWrap, {material.wrap_nonce, material.opc_wrapped});
+    }
+    audit_->append(AuditType::Install, m.iccid,
+                   {{"index", index},
+                    {"imsi", m.imsi},
+                    {"algorithm", to_string(m.algorithm)},
+                    {"mode", to_string(m.mode)},
+                    {"source", "local"}});
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+    return index;
+}
+
+std::vector<MidRecord> TrustedEnvironment::list() {
+    std::lock_guard lock(mutex_);
+    return registry_->list();
+}
+
+MidRecord TrustedEnvironment::require(std::int64_t index) {
+    auto m = registry_->find(index);
+    if (!m) {
+        throw TeError(ErrorCode::UnknownMid, "no MID with index " + std::to_string(index));
+    }
+    return *m;
+}
+
+MidRecord TrustedEnvironment::get(std::int64_t index) {
+    std::lock_guard lock(mutex_);
+    return require(index);
+}
+
+MidRecord TrustedEnvironment::get_by_iccid(std::string_view iccid) {
+    std::lock_guard lock(mutex_);
+    auto m = registry_->find_by_iccid(iccid);
+    if (!m) {
+        throw TeError(ErrorCode::UnknownMid, "no MID with ICCID " + std::string(iccid));
+    }
+    return *m;
+}
+
+void TrustedEnvironment::transition(MidRecord& mid, LifecycleEvent event,
+                                    std::optional<unsigned> slot, const json& details) {
+    const auto next = next_state(mid.state, event);
+    if (!next) {
+        throw TeError(ErrorCode::IllegalTransition, std::string("cannot ") + to_string(event) +
+                                                        " a MID that is " + to_string(mid.state));
+    }
+    json d = details;
+    d["event"] = to_string(event);
+    d["from"] = to_string(mid.state);
+    d["state"] = to_string(*next);
+    mid.state = *next;
+    if (*next == MidState::Active && slot) {
+        mid.slot = slot;
+    } else if (*next == MidState::Inactive || *next == MidState::Blocked) {
+        mid.slot.reset();
+    }
+    guard_->prepare(true);
+    Transaction t(*db_);
+    try {
+        registry_->update(mid);
+    } catch (const DbError&) {
+        // The one-MID-per-slot index refused it.
+        throw TeError(ErrorCode::SlotOccupied,
+                      "slot " + std::to_string(slot.value_or(0)) + " already has an active MID");
+    }
+    audit_->append(AuditType::LifecycleChange, mid_label(mid), d);
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+}
+
+void TrustedEnvironment::activate(std::int64_t index, unsigned slot) {
+    std::lock_guard lock(mutex_);
+    if (slot >= config_.slots) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "slot: must be below " + std::to_string(config_.slots));
+    }
+    MidRecord m = require(index);
+    if (auto other = registry_->in_slot(slot); other && other->index != index) {
+        throw TeError(ErrorCode::SlotOccupied, "slot " + std::to_string(slot) +
+                                                   " already has MID " +
+                                                   std::to_string(other->index) + " active");
+    }
+    transition(m, LifecycleEvent::Activate, slot, {{"slot", slot}});
+}
+
+void TrustedEnvironment::deactivate(std::int64_t index) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    transition(m, LifecycleEvent::Deactivate, std::nullopt, json::object());
+}
+
+void TrustedEnvironment::remove(std::int64_t index) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    if (!next_state(m.state, LifecycleEvent::Delete)) {
+        throw TeError(ErrorCode::IllegalTransition, std::string("cannot delete a MID that is ") +
+                                                        to_string(m.state) +
+                                                        ": deactivate it first");
+    }
+    guard_->prepare(true);
+    Transaction t(*db_);
+    registry_->remove(index);
+    audit_->append(AuditType::Deletion, mid_label(m),
+                   {{"index", index}, {"imsi", m.imsi}, {"from", to_string(m.state)}});
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+}
+
+MidKeyMaterial TrustedEnvironment::material_for(const MidRecord& mid) {
+    MidKeyMaterial k;
+    k.algorithm = mid.algorithm;
+    k.tuak = mid.tuak;
+    k.mode = mid.mode;
+    const auto key = registry_->object(mid.index, kRoleKey);
+    if (!key) {
+        throw TeError(ErrorCode::StateCorrupt,
+                      "MID " + std::to_string(mid.index) + " has no key object");
+    }
+    k.key = *key;
+    k.opc = registry_->object(mid.index, kRoleOpc);
+    if (auto wrap = registry_->object(mid.index, kRoleOpcWrap)) {
+        k.wrap_nonce = wrap->public_area;
+        k.opc_wrapped = wrap->private_area;
+    }
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    auto a = approval_for(mid.authority, mid.has_pin, now);
+    if (!a) {
+        throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
+    }
+    k.approval = std::move(*a);
+    return k;
+}
+
+std::unique_ptr<MidAlgorithm> TrustedEnvironment::algorithm_for(MidRecord& mid) {
+    return make_mid_algorithm(*ctx_, srk_.handle, material_for(mid), tickets_);
+}
+
+usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim::Rand& rand,
+                                                 ByteView autn) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    if (m.state != MidState::Active) {
+        throw TeError(ErrorCode::IllegalTransition,
+                      std::string("the MID is ") + to_string(m.state) + ", not active");
+    }
+    if (!m.policy.allows("authenticate")) {
+        throw TeError(ErrorCode::PolicyDenied, "the MID's policy does not allow authentication");
+    }
+    usim::AkaResult result;
+    try {
+        auto alg = algorithm_for(m);
+        result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
+    } catch (const PlatformMismatch&) {
+        // DESIGN.md §5: an active MID whose platform state is no longer approved
+        // is suspended until a valid policy arrives.
+        MidRecord s = m;
+        transition(s, LifecycleEvent::Suspend, std::nullopt, {{"reason", "platform-state"}});
+        throw;
+    } catch (const InvalidArgument& e) {
+        throw TeError(ErrorCode::InvalidArgument, e.what());
+    }
+    if (auto* ok = std::get_if<usim::AkaSuccess>(&result)) {
+        // The new SQN state is durable before RES/CK/IK leave this function.
+        guard_->prepare(false);
+        Transaction t(*db_);
+        registry_->update_sqn(index, ok->state);
+        count_use(*db_, mid_label(m), UseKind::Authentication,
+                  static_cast<std::int64_t>(std::time(nullptr)));
+        guard_->stamp();
+        t.commit();
+    }
+    return result;
+}
+
+usim::GsmContext TrustedEnvironment::gsm_authenticate(std::int64_t index, const usim::Rand& rand) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    if (m.state != MidState::Active) {
+        throw TeError(ErrorCode::IllegalTransition,
+                      std::string("the MID is ") + to_string(m.state) + ", not active");
+    }
+    if (!m.policy.allows("gsm")) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "the MID's policy does not allow GSM authentication");
+    }
+    usim::GsmContext g;
+    try {
+        auto alg = algorithm_for(m);
+        g = usim::gsm_authenticate(*alg, rand);
+    } catch (const InvalidArgument& e) {
+        throw TeError(ErrorCode::InvalidArgument, e.what());
+    }
+    Transaction t(*db_);
+    count_use(*db_, mid_label(m), UseKind::Gsm, static_cast<std::int64_t>(std::time(nullptr)));
+    t.commit();
+    return g;
+}
+
+usim::Suci TrustedEnvironment::suci(std::int64_t index) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    if (m.state != MidState::Active) {
+        throw TeError(ErrorCode::IllegalTransition,
+                      std::string("the MID is ") + to_string(m.state) + ", not active");
+    }
+    if (!m.policy.allows("suci")) {
+        throw TeError(ErrorCode::PolicyDenied, "the MID's policy does not allow SUCI");
+    }
+    usim::SuciParams p;
+    if (m.suci) {
+        p.profile = m.suci->profile;
+        p.hn_key_id = m.suci->hn_key_id;
+        p.hn_public_key = m.suci->hn_public_key;
+        p.routing_indicator = m.suci->routing_indicator;
+    }
+    p.mcc_mnc = m.imsi.substr(0, 3 + m.mnc_length);
+    usim::Suci s = usim::conceal_imsi(p, m.imsi.substr(3 + m.mnc_length));
+    Transaction t(*db_);
+    count_use(*db_, mid_label(m), UseKind::Suci, static_cast<std::int64_t>(std::time(nullptr)));
+    t.commit();
+    return s;
+}
+
+AuditVerification TrustedEnvironment::verify_audit() {
+    std::lock_guard lock(mutex_);
+    return audit_->verify();
+}
+
+json TrustedEnvironment::export_audit() {
+    std::lock_guard lock(mutex_);
+    return audit_->export_json();
+}
+
+} // namespace tresim::te

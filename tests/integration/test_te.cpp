@@ -1,0 +1,309 @@
+// The Trusted Environment core end to end on swtpm: import, lifecycle,
+// authentication through the TPM, platform state changes, rollback, audit.
+
+#include "te/te.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "swtpm.hpp"
+#include "tpm/error.hpp"
+#include "tpm/policy.hpp"
+#include "usim/aka.hpp"
+#include "usim/milenage.hpp"
+#include "usim/tuak.hpp"
+
+namespace {
+
+using namespace tresim;
+using namespace tresim::te;
+using nlohmann::json;
+using testing::HasSubstr;
+
+json load_json(const std::string& name) {
+    const char* dir = std::getenv("TRESIM_VECTORS_DIR");
+    std::ifstream in(std::string(dir != nullptr ? dir : "tests/vectors") + "/" + name);
+    return json::parse(in);
+}
+
+// An ICCID with a valid Luhn check digit, distinct per n.
+std::string iccid(int n) {
+    std::string body = "894902000000" + std::to_string(1000000 + n);
+    for (char d = '0'; d <= '9'; ++d) {
+        if (luhn_valid(body + d)) {
+            return body + d;
+        }
+    }
+    return body;
+}
+
+Bytes text_bytes(const std::string& s) {
+    return Bytes(s.begin(), s.end());
+}
+
+void extend_pcr(const std::string& tcti, unsigned pcr) {
+    tpm::Context ctx(tcti);
+    ESYS_TR handle = ESYS_TR_PCR0 + pcr;
+    TPML_DIGEST_VALUES digests{};
+    digests.count = 1;
+    digests.digests[0].hashAlg = TPM2_ALG_SHA256;
+    std::fill_n(digests.digests[0].digest.sha256, 32, std::uint8_t{0x42});
+    tpm::check(Esys_PCR_Extend(ctx, handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
+               "PCR_Extend");
+}
+
+class TeTest : public testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = test::make_temp_dir("tresim-te-");
+        config_.state_dir = dir_ + "/state";
+        config_.tcti = swtpm_.tcti();
+        config_.slots = 2;
+        open();
+    }
+    void TearDown() override {
+        te_.reset();
+        test::remove_tree(dir_);
+    }
+    void open() { te_ = std::make_unique<TrustedEnvironment>(config_); }
+    void close() { te_.reset(); }
+
+    MidApproval approve_now() { return approve(authority_, te_->current_pcrs(), false, {}); }
+
+    std::int64_t import(const json& profile) {
+        return te_->import_profile(text_bytes(profile.dump()), authority_.tpm_public(),
+                                   approve_now());
+    }
+
+    json milenage_profile(const json& set, int n) {
+        return {{"iccid", iccid(n)},
+                {"imsi", "26201" + std::to_string(1000000000 + n)},
+                {"algorithm", "milenage"},
+                {"k", set.at("k")},
+                {"opc", set.at("opc")},
+                {"amf", set.at("amf")},
+                {"label", set.value("name", "")}};
+    }
+
+    test::Swtpm swtpm_;
+    std::string dir_;
+    TeConfig config_;
+    tpm::PolicyAuthority authority_ = tpm::PolicyAuthority::generate();
+    std::unique_ptr<TrustedEnvironment> te_;
+};
+
+// Runs a software-made vector through the TE and checks RES/CK/IK against it.
+void expect_aka_matches_software(TrustedEnvironment& te, std::int64_t index, usim::AkaAlgorithm& sw,
+                                 std::uint64_t sqn, const usim::Amf& amf) {
+    const usim::Rand rand = usim::random_rand();
+    const usim::AuthVector v = usim::generate_vector(sw, rand, sqn, amf);
+    const usim::AkaResult r = te.authenticate(index, rand, v.autn);
+    ASSERT_TRUE(std::holds_alternative<usim::AkaSuccess>(r));
+    const auto& ok = std::get<usim::AkaSuccess>(r);
+    EXPECT_EQ(ok.res, v.xres);
+    EXPECT_TRUE(ok.ck == v.ck);
+    EXPECT_TRUE(ok.ik == v.ik);
+}
+
+TEST_F(TeTest, ImportedMilenageMidAuthenticatesLikeSoftwareInEveryMode) {
+    const json sets = load_json("milenage.json").at("milenage");
+    int n = 0;
+    for (const auto mode :
+         {ComputationMode::TpmEcb, ComputationMode::TpmCfb, ComputationMode::Sealed}) {
+        close();
+        config_.force_mode = mode;
+        open();
+        for (std::size_t i = 0; i < sets.size(); i += 7) { // three sets per mode
+            const json& set = sets.at(i);
+            SCOPED_TRACE(std::string(to_string(mode)) + " " + set.value("name", ""));
+            const std::int64_t idx = import(milenage_profile(set, ++n));
+            EXPECT_EQ(te_->get(idx).mode, mode);
+            te_->activate(idx, 0);
+            auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                               hex_decode(set.at("opc").get<std::string>(), "opc"));
+            const usim::Amf amf = hex_decode_array<2>(set.at("amf").get<std::string>(), "amf");
+            expect_aka_matches_software(*te_, idx, *sw, 0x21, amf);
+            expect_aka_matches_software(*te_, idx, *sw, 0x41, amf);
+            te_->deactivate(idx);
+        }
+    }
+}
+
+TEST_F(TeTest, ImportedTuakMidAuthenticatesLikeSoftware) {
+    const json set = load_json("tuak.json").at("tuak").at(3);
+    const json profile = {{"iccid", iccid(1)},
+                          {"imsi", "262011234567890"},
+                          {"algorithm", "tuak"},
+                          {"k", set.at("k")},
+                          {"op", set.at("top")},
+                          {"amf", set.at("amf")},
+                          {"tuak",
+                           {{"res_bits", set.at("res_len_bits")},
+                            {"mac_bits", set.at("mac_len_bits")},
+                            {"ck_bits", set.at("ck_len_bits")},
+                            {"ik_bits", set.at("ik_len_bits")},
+                            {"keccak_iterations", set.at("keccak_iterations")}}}};
+    const std::int64_t idx = import(profile);
+    EXPECT_EQ(te_->get(idx).mode, ComputationMode::Sealed);
+    te_->activate(idx, 0);
+    usim::TuakParams p;
+    p.res_bits = set.at("res_len_bits");
+    p.mac_bits = set.at("mac_len_bits");
+    p.ck_bits = set.at("ck_len_bits");
+    p.ik_bits = set.at("ik_len_bits");
+    p.keccak_iterations = set.at("keccak_iterations");
+    usim::Tuak sw(SecretBytes::from_hex(set.at("k").get<std::string>(), "k"),
+                  usim::Topc(hex_decode(set.at("topc").get<std::string>(), "topc")), p);
+    expect_aka_matches_software(*te_, idx, sw, 0x21,
+                                hex_decode_array<2>(set.at("amf").get<std::string>(), "amf"));
+}
+
+TEST_F(TeTest, SqnIsPersistedSoAReplayIsASyncFailureEvenAfterARestart) {
+    const json set = load_json("milenage.json").at("milenage").at(0);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    const usim::Rand rand = usim::random_rand();
+    const usim::AuthVector v = usim::generate_vector(*sw, rand, 0x21, {0x80, 0x00});
+    ASSERT_TRUE(std::holds_alternative<usim::AkaSuccess>(te_->authenticate(idx, rand, v.autn)));
+    close();
+    open();
+    const usim::AkaResult again = te_->authenticate(idx, rand, v.autn);
+    ASSERT_TRUE(std::holds_alternative<usim::AkaSyncFailure>(again));
+    EXPECT_EQ(usim::resync(*sw, rand, std::get<usim::AkaSyncFailure>(again).auts),
+              std::optional<std::uint64_t>(0x21));
+}
+
+TEST_F(TeTest, APcrChangeSuspendsTheMidNamingThePcrUntilANewApproval) {
+    const json set = load_json("milenage.json").at("milenage").at(2);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    close();
+    extend_pcr(swtpm_.tcti(), 7);
+    open();
+    const usim::Rand rand = usim::random_rand();
+    const usim::AuthVector v = usim::generate_vector(*sw, rand, 0x21, {0x80, 0x00});
+    try {
+        te_->authenticate(idx, rand, v.autn);
+        FAIL() << "authenticated in an unapproved platform state";
+    } catch (const PlatformMismatch& e) {
+        EXPECT_EQ(e.pcrs(), std::vector<unsigned>{7});
+        EXPECT_THAT(e.what(), HasSubstr("PCR 7"));
+    }
+    EXPECT_EQ(te_->get(idx).state, MidState::Suspended);
+
+    // Another key's approval does not count.
+    const tpm::PolicyAuthority stranger = tpm::PolicyAuthority::generate();
+    te_->add_approval(approve(stranger, te_->current_pcrs(), false, {}));
+    EXPECT_EQ(te_->get(idx).state, MidState::Suspended);
+
+    // The MID's authority approves the new state: usable again, not re-imported.
+    te_->add_approval(approve_now());
+    EXPECT_EQ(te_->get(idx).state, MidState::Active);
+    expect_aka_matches_software(*te_, idx, *sw, 0x41, {0x80, 0x00});
+}
+
+TEST_F(TeTest, RestoringAnOlderStateFolderIsRefused) {
+    const json set = load_json("milenage.json").at("milenage").at(0);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    close();
+    const std::string copy = dir_ + "/copy";
+    std::filesystem::copy(config_.state_dir, copy, std::filesystem::copy_options::recursive);
+    open();
+    te_->activate(idx, 0);
+    close();
+    std::filesystem::remove_all(config_.state_dir);
+    std::filesystem::copy(copy, config_.state_dir, std::filesystem::copy_options::recursive);
+    try {
+        open();
+        FAIL() << "an older state folder was accepted";
+    } catch (const TeError& e) {
+        EXPECT_EQ(e.code(), ErrorCode::RollbackDetected);
+        EXPECT_THAT(e.what(), HasSubstr("older copy"));
+    }
+}
+
+TEST_F(TeTest, IllegalTransitionsAreTypedErrorsThatChangeNothing) {
+    const json sets = load_json("milenage.json").at("milenage");
+    const std::int64_t a = import(milenage_profile(sets.at(0), 1));
+    const std::int64_t b = import(milenage_profile(sets.at(2), 2));
+    te_->activate(a, 0);
+    const std::uint64_t epoch = te_->info().epoch;
+
+    auto expect_code = [&](ErrorCode code, auto&& call) {
+        try {
+            call();
+            FAIL() << "no error, expected " << nick(code);
+        } catch (const TeError& e) {
+            EXPECT_EQ(e.code(), code) << e.what();
+        }
+    };
+    expect_code(ErrorCode::IllegalTransition, [&] { te_->activate(a, 1); });
+    expect_code(ErrorCode::SlotOccupied, [&] { te_->activate(b, 0); });
+    expect_code(ErrorCode::IllegalTransition, [&] { te_->remove(a); });
+    expect_code(ErrorCode::IllegalTransition, [&] { te_->deactivate(b); });
+    expect_code(ErrorCode::UnknownMid, [&] { te_->activate(99, 1); });
+    expect_code(ErrorCode::InvalidArgument, [&] { te_->activate(b, 7); });
+    expect_code(ErrorCode::IllegalTransition,
+                [&] { te_->authenticate(b, usim::Rand{}, Bytes(16, 0)); });
+    expect_code(ErrorCode::InvalidArgument,
+                [&] { te_->authenticate(a, usim::Rand{}, Bytes(15, 0)); });
+    expect_code(ErrorCode::AlreadyExists, [&] { import(milenage_profile(sets.at(0), 1)); });
+    expect_code(ErrorCode::InvalidArgument, [&] {
+        te_->import_profile(text_bytes("{\"iccid\": 1}"), authority_.tpm_public());
+    });
+    EXPECT_EQ(te_->get(a).state, MidState::Active);
+    EXPECT_EQ(te_->get(a).slot, std::optional<unsigned>(0));
+    EXPECT_EQ(te_->get(b).state, MidState::Inactive);
+    EXPECT_EQ(te_->list().size(), 2u);
+    EXPECT_EQ(te_->info().epoch, epoch);
+
+    te_->deactivate(a);
+    te_->remove(a);
+    expect_code(ErrorCode::UnknownMid, [&] { te_->get(a); });
+    EXPECT_TRUE(te_->verify_audit().ok);
+}
+
+TEST_F(TeTest, TheAuditRecordVerifiesAndListsEveryChange) {
+    const json set = load_json("milenage.json").at("milenage").at(0);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 1);
+    te_->deactivate(idx);
+    te_->remove(idx);
+    const AuditVerification v = te_->verify_audit();
+    EXPECT_TRUE(v.ok) << v.message;
+    const json exported = te_->export_audit();
+    const std::string text = exported.dump();
+    EXPECT_THAT(text, HasSubstr("install"));
+    EXPECT_THAT(text, HasSubstr("lifecycle-change"));
+    EXPECT_THAT(text, HasSubstr("deletion"));
+    EXPECT_THAT(text, testing::Not(HasSubstr(set.at("k").get<std::string>())));
+}
+
+TEST_F(TeTest, SqnUpdatesCostAnNvWriteOnlyEverySqnInterval) {
+    const json set = load_json("milenage.json").at("milenage").at(0);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    const tpm::CommandCounts before = te_->counts();
+    for (std::uint64_t seq = 1; seq <= 32; ++seq) {
+        const usim::Rand rand = usim::random_rand();
+        const auto v = usim::generate_vector(*sw, rand, seq << 5, {0x80, 0x00});
+        ASSERT_TRUE(std::holds_alternative<usim::AkaSuccess>(te_->authenticate(idx, rand, v.autn)));
+    }
+    const tpm::CommandCounts d = te_->counts() - before;
+    EXPECT_EQ(d.nv_writes, 32u / config_.sqn_interval);
+    RecordProperty("tpm_commands_per_aka", std::to_string(d.commands / 32));
+    RecordProperty("nv_writes_per_32_aka", std::to_string(d.nv_writes));
+}
+
+} // namespace
