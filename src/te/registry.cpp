@@ -32,6 +32,10 @@ json params_json(const MidRecord& m) {
                      {"hn_public_key", hex_encode(m.suci->hn_public_key)},
                      {"routing_indicator", m.suci->routing_indicator}};
     }
+    if (m.has_pin) {
+        j["pin_salt"] = hex_encode(m.pin_salt);
+        j["has_puk"] = m.has_puk;
+    }
     j["policy"] = {{"pin_required", m.policy.pin_required},
                    {"share_functions", m.policy.share_functions},
                    {"allowed_actions", m.policy.allowed_actions}};
@@ -62,6 +66,10 @@ void apply_params(MidRecord& m, const json& j) {
         c.hn_public_key = hex_decode(s.at("hn_public_key").get<std::string>(), "hn_public_key");
         c.routing_indicator = s.at("routing_indicator");
         m.suci = c;
+    }
+    if (j.contains("pin_salt")) {
+        m.pin_salt = hex_decode(j.at("pin_salt").get<std::string>(), "pin_salt");
+        m.has_puk = j.at("has_puk").get<bool>();
     }
     const json& p = j.at("policy");
     m.policy.pin_required = p.at("pin_required");

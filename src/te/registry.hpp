@@ -35,6 +35,8 @@ struct MidRecord {
     std::optional<SuciConfig> suci;
     MidPolicy policy;
     bool has_pin = false;
+    bool has_puk = false;
+    Bytes pin_salt; // for stretch_pin (pin.hpp)
     unsigned pin_retries = 0;
     unsigned puk_retries = 0;
     Bytes authority; // the TPM name of the policy authority

@@ -11,6 +11,7 @@
 
 #include <openssl/rand.h>
 
+#include "pin.hpp"
 #include "tpm/error.hpp"
 #include "tpm/keys.hpp"
 
@@ -24,6 +25,16 @@ namespace fs = std::filesystem;
 constexpr const char* kRoleKey = "key";
 constexpr const char* kRoleOpc = "opc";
 constexpr const char* kRoleOpcWrap = "opc-wrap";
+constexpr const char* kRolePinGate = "pin-gate";
+constexpr const char* kRolePukGate = "puk-gate";
+
+SecretBytes random_secret(std::size_t n) {
+    SecretBytes s(n);
+    if (RAND_priv_bytes(s.data(), static_cast<int>(n)) != 1) {
+        throw std::runtime_error("OpenSSL's random generator failed");
+    }
+    return s;
+}
 
 // The TE's machine secret: the auth value of its NV indexes and HMAC key. A
 // file only tresimd's user can read; created at first start.
@@ -250,23 +261,38 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     if (registry_->find_by_iccid(p.iccid)) {
         throw TeError(ErrorCode::AlreadyExists, "a MID with ICCID " + p.iccid + " is installed");
     }
-    if (p.pin) {
-        throw TeError(ErrorCode::InvalidArgument,
-                      "profile: pin: PIN-protected MIDs are not supported yet");
-    }
     if (approval) {
         add_approval(*approval);
     }
     const Bytes name = authority_name(authority);
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    const std::optional<MidApproval> a = approval_for(name, false, now);
+    const bool has_pin = p.pin.has_value();
+    const std::optional<MidApproval> a = approval_for(name, has_pin, now);
     if (!a) {
         throw TeError(ErrorCode::PolicyDenied,
-                      "no approval of the current platform state by this authority: add one first");
+                      std::string("no approval of the current platform state by this authority") +
+                          (has_pin ? " for PIN-protected MIDs (with PolicyAuthValue)" : "") +
+                          ": add one first");
     }
 
     MidCreateOptions options;
     MidKeyMaterial material;
+    std::optional<SecretBytes> unlock;
+    Bytes pin_salt;
+    std::optional<tpm::ObjectBlobs> pin_gate;
+    std::optional<tpm::ObjectBlobs> puk_gate;
+    if (has_pin) {
+        unlock = random_secret(32);
+        options.auth_value = *unlock;
+        const SecretBytes salt = random_secret(16);
+        pin_salt.assign(salt.view().begin(), salt.view().end());
+        pin_gate =
+            create_gate(*ctx_, srk_.handle, *unlock, stretch_pin(p.pin->view(), pin_salt), *a);
+        if (p.puk) {
+            puk_gate =
+                create_gate(*ctx_, srk_.handle, *unlock, stretch_pin(p.puk->view(), pin_salt), *a);
+        }
+    }
     try {
         if (p.algorithm == Algorithm::Milenage) {
             options.mode = choose_mode(caps_, Algorithm::Milenage, config_.force_mode);
@@ -302,6 +328,11 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     m.suci = p.suci;
     m.policy = p.policy;
     m.authority = name;
+    m.has_pin = has_pin;
+    m.has_puk = p.puk.has_value();
+    m.pin_salt = pin_salt;
+    m.pin_retries = has_pin ? config_.pin_retries : 0;
+    m.puk_retries = p.puk ? config_.puk_retries : 0;
     m.sqn =
         p.sqn ? usim::SqnState::from_highest(*p.sqn, p.sqn_config) : usim::SqnState(p.sqn_config);
 
@@ -314,6 +345,12 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     }
     if (!material.opc_wrapped.empty()) {
         registry_->put_object(index, kRoleOpcWrap, {material.wrap_nonce, material.opc_wrapped});
+    }
+    if (pin_gate) {
+        registry_->put_object(index, kRolePinGate, *pin_gate);
+    }
+    if (puk_gate) {
+        registry_->put_object(index, kRolePukGate, *puk_gate);
     }
     audit_->append(AuditType::Install, m.iccid,
                    {{"index", index},
@@ -417,6 +454,7 @@ void TrustedEnvironment::remove(std::int64_t index) {
     }
     guard_->prepare(true);
     Transaction t(*db_);
+    unlocked_.erase(index);
     registry_->remove(index);
     audit_->append(AuditType::Deletion, mid_label(m),
                    {{"index", index}, {"imsi", m.imsi}, {"from", to_string(m.state)}});
@@ -447,6 +485,13 @@ MidKeyMaterial TrustedEnvironment::material_for(const MidRecord& mid) {
         throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
     }
     k.approval = std::move(*a);
+    if (mid.has_pin) {
+        const auto it = unlocked_.find(mid.index);
+        if (it == unlocked_.end()) {
+            throw TeError(ErrorCode::PinRequired, "the MID's PIN must be verified first");
+        }
+        k.auth_value = it->second;
+    }
     return k;
 }
 
@@ -538,6 +583,152 @@ usim::Suci TrustedEnvironment::suci(std::int64_t index) {
     count_use(*db_, mid_label(m), UseKind::Suci, static_cast<std::int64_t>(std::time(nullptr)));
     t.commit();
     return s;
+}
+
+SecretBytes TrustedEnvironment::open_pin_gate(const MidRecord& mid, const char* role,
+                                              ByteView pin) {
+    const auto gate = registry_->object(mid.index, role);
+    if (!gate) {
+        throw TeError(ErrorCode::StateCorrupt, std::string("MID has no ") + role);
+    }
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    const auto a = approval_for(mid.authority, true, now);
+    if (!a) {
+        throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
+    }
+    return open_gate(*ctx_, srk_.handle, *gate, stretch_pin(pin, mid.pin_salt), *a, tickets_);
+}
+
+void TrustedEnvironment::pin_failure(MidRecord& mid, bool puk) {
+    unsigned& left = puk ? mid.puk_retries : mid.pin_retries;
+    if (left > 0) {
+        --left;
+    }
+    json details = {{"what", puk ? "puk" : "pin"}, {"tries_left", left}};
+    guard_->prepare(true);
+    Transaction t(*db_);
+    if (!puk && left == 0 && mid.state != MidState::Blocked) {
+        details["from"] = to_string(mid.state);
+        mid.state = MidState::Blocked;
+        mid.slot.reset();
+        unlocked_.erase(mid.index);
+    }
+    registry_->update(mid);
+    audit_->append(AuditType::PinFailure, mid_label(mid), details);
+    if (mid.state == MidState::Blocked && details.contains("from")) {
+        audit_->append(AuditType::LifecycleChange, mid_label(mid),
+                       {{"event", "block"},
+                        {"from", details["from"]},
+                        {"state", "blocked"},
+                        {"reason", "pin-exhausted"}});
+    }
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+}
+
+void TrustedEnvironment::verify_pin(std::int64_t index, ByteView pin) {
+    std::lock_guard lock(mutex_);
+    check_pin_format(pin, false);
+    MidRecord m = require(index);
+    if (!m.has_pin) {
+        throw TeError(ErrorCode::InvalidArgument, "the MID has no PIN");
+    }
+    if (m.pin_retries == 0 || m.state == MidState::Blocked) {
+        throw TeError(ErrorCode::PinBlocked, "the PIN is blocked: unblock it with the PUK");
+    }
+    try {
+        unlocked_[index] = open_pin_gate(m, kRolePinGate, pin);
+    } catch (const TeError& e) {
+        if (e.code() != ErrorCode::WrongPin) {
+            throw;
+        }
+        pin_failure(m, false);
+        if (m.pin_retries == 0) {
+            throw TeError(ErrorCode::PinBlocked, "wrong PIN; the PIN is now blocked");
+        }
+        throw TeError(ErrorCode::WrongPin,
+                      "wrong PIN, " + std::to_string(m.pin_retries) + " tries left");
+    }
+    if (m.pin_retries != config_.pin_retries) {
+        m.pin_retries = config_.pin_retries;
+        guard_->prepare(true);
+        Transaction t(*db_);
+        registry_->update(m);
+        guard_->stamp();
+        t.commit();
+    }
+}
+
+bool TrustedEnvironment::pin_verified(std::int64_t index) {
+    std::lock_guard lock(mutex_);
+    return unlocked_.count(index) != 0;
+}
+
+void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteView new_pin) {
+    std::lock_guard lock(mutex_);
+    check_pin_format(new_pin, false);
+    verify_pin(index, old_pin);
+    MidRecord m = require(index);
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    const auto a = approval_for(m.authority, true, now);
+    const tpm::ObjectBlobs gate =
+        create_gate(*ctx_, srk_.handle, unlocked_.at(index), stretch_pin(new_pin, m.pin_salt), *a);
+    guard_->prepare(true);
+    Transaction t(*db_);
+    registry_->put_object(index, kRolePinGate, gate);
+    audit_->append(AuditType::PolicyUpdate, mid_label(m), {{"what", "pin-changed"}});
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+}
+
+void TrustedEnvironment::unblock_pin(std::int64_t index, ByteView puk, ByteView new_pin) {
+    std::lock_guard lock(mutex_);
+    check_pin_format(puk, true);
+    check_pin_format(new_pin, false);
+    MidRecord m = require(index);
+    if (!m.has_puk) {
+        throw TeError(ErrorCode::InvalidArgument, "the MID has no PUK");
+    }
+    if (m.puk_retries == 0) {
+        throw TeError(ErrorCode::PinBlocked, "the PUK is exhausted: the MID stays blocked");
+    }
+    SecretBytes unlock;
+    try {
+        unlock = open_pin_gate(m, kRolePukGate, puk);
+    } catch (const TeError& e) {
+        if (e.code() != ErrorCode::WrongPin) {
+            throw;
+        }
+        pin_failure(m, true);
+        throw TeError(ErrorCode::WrongPin,
+                      "wrong PUK, " + std::to_string(m.puk_retries) + " tries left");
+    }
+    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    const auto a = approval_for(m.authority, true, now);
+    const tpm::ObjectBlobs gate =
+        create_gate(*ctx_, srk_.handle, unlock, stretch_pin(new_pin, m.pin_salt), *a);
+    json details = {{"what", "pin-unblocked"}};
+    guard_->prepare(true);
+    Transaction t(*db_);
+    registry_->put_object(index, kRolePinGate, gate);
+    m.pin_retries = config_.pin_retries;
+    m.puk_retries = config_.puk_retries;
+    const bool was_blocked = m.state == MidState::Blocked;
+    if (was_blocked) {
+        m.state = MidState::Inactive;
+    }
+    registry_->update(m);
+    audit_->append(AuditType::PolicyUpdate, mid_label(m), details);
+    if (was_blocked) {
+        audit_->append(AuditType::LifecycleChange, mid_label(m),
+                       {{"event", "unblock"}, {"from", "blocked"}, {"state", "inactive"}});
+    }
+    guard_->stamp();
+    t.commit();
+    audit_->anchor();
+    unlocked_[index] = std::move(unlock);
 }
 
 AuditVerification TrustedEnvironment::verify_audit() {

@@ -8,6 +8,7 @@
 // and the rollback stamp; the SQN array is committed before RES/CK/IK are
 // returned. Methods throw TeError (errors.hpp) and change nothing when they do.
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -83,6 +84,14 @@ public:
     usim::GsmContext gsm_authenticate(std::int64_t index, const usim::Rand& rand);
     usim::Suci suci(std::int64_t index);
 
+    // PIN (for MIDs imported with one). VerifyPin unlocks the MID for this
+    // session; wrong PINs count down to a block; the PUK unblocks and sets a new
+    // PIN. Errors: WrongPin (tries left in the message), PinBlocked, TpmLockout.
+    void verify_pin(std::int64_t index, ByteView pin);
+    void change_pin(std::int64_t index, ByteView old_pin, ByteView new_pin);
+    void unblock_pin(std::int64_t index, ByteView puk, ByteView new_pin);
+    bool pin_verified(std::int64_t index);
+
     AuditVerification verify_audit();
     nlohmann::json export_audit();
 
@@ -108,7 +117,11 @@ private:
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<StateGuard> guard_;
     std::unique_ptr<AuditLog> audit_;
+    void pin_failure(MidRecord& mid, bool puk);
+    SecretBytes open_pin_gate(const MidRecord& mid, const char* role, ByteView pin);
+
     tpm::TicketCache tickets_;
+    std::map<std::int64_t, SecretBytes> unlocked_; // PIN verified: the unlock secret
     SecretBytes secret_;
     GuardStatus guard_status_;
     tpm::PcrSelection selection_;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 #include <netinet/in.h>
+#include <random>
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -41,27 +42,29 @@ void remove_tree(const std::string& path) {
 
 namespace {
 
-// Two consecutive free ports (server, control): bind port 0, then check N+1.
+// Two consecutive free ports (server, control), picked at random from a range
+// outside the kernel's ephemeral ports (so that the TIME_WAIT sockets of
+// earlier tests do not sit on them), both bindable with SO_REUSEADDR as swtpm
+// binds them.
+bool bindable(int port) {
+    const int s = socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    close(s);
+    return ok;
+}
+
 int free_port_pair() {
-    for (int attempt = 0; attempt < 50; ++attempt) {
-        const int s = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-            getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            close(s);
-            continue;
-        }
-        const int port = ntohs(a.sin_port);
-        const int s2 = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in b = a;
-        b.sin_port = htons(static_cast<std::uint16_t>(port + 1));
-        const bool ok = port < 65535 && bind(s2, reinterpret_cast<sockaddr*>(&b), sizeof(b)) == 0;
-        close(s2);
-        close(s);
-        if (ok) {
+    static std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<int> pick(10000, 30000);
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        const int port = pick(rng) & ~1;
+        if (bindable(port) && bindable(port + 1)) {
             return port;
         }
     }

@@ -4,6 +4,7 @@
 #include "te/te.hpp"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -55,6 +56,21 @@ void extend_pcr(const std::string& tcti, unsigned pcr) {
     std::fill_n(digests.digests[0].digest.sha256, 32, std::uint8_t{0x42});
     tpm::check(Esys_PCR_Extend(ctx, handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
                "PCR_Extend");
+}
+
+// The TPM's dictionary-attack parameters, as an installer would set them.
+void set_dictionary_attack(const std::string& tcti, std::uint32_t max_tries) {
+    tpm::Context ctx(tcti);
+    tpm::check(Esys_DictionaryAttackParameters(ctx, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
+                                               ESYS_TR_NONE, ESYS_TR_NONE, max_tries, 3600, 3600),
+               "DictionaryAttackParameters");
+    tpm::check(Esys_DictionaryAttackLockReset(ctx, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD,
+                                              ESYS_TR_NONE, ESYS_TR_NONE),
+               "DictionaryAttackLockReset");
+}
+
+Bytes digits(const char* s) {
+    return Bytes(s, s + std::strlen(s));
 }
 
 class TeTest : public testing::Test {
@@ -304,6 +320,120 @@ TEST_F(TeTest, SqnUpdatesCostAnNvWriteOnlyEverySqnInterval) {
     EXPECT_EQ(d.nv_writes, 32u / config_.sqn_interval);
     RecordProperty("tpm_commands_per_aka", std::to_string(d.commands / 32));
     RecordProperty("nv_writes_per_32_aka", std::to_string(d.nv_writes));
+}
+
+TEST_F(TeTest, PinProtectedMidNeedsThePinCountsFailuresAndUnblocksWithThePuk) {
+    close();
+    set_dictionary_attack(swtpm_.tcti(), 32);
+    open();
+    const json set = load_json("milenage.json").at("milenage").at(4);
+    json profile = milenage_profile(set, 1);
+    profile["pin"] = "1234";
+    profile["puk"] = "12345678";
+    const std::int64_t idx =
+        te_->import_profile(text_bytes(profile.dump()), authority_.tpm_public(),
+                            approve(authority_, te_->current_pcrs(), true, {}));
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    auto expect_code = [&](ErrorCode code, auto&& call, const char* text = "") {
+        try {
+            call();
+            FAIL() << "no error, expected " << nick(code);
+        } catch (const TeError& e) {
+            EXPECT_EQ(e.code(), code) << e.what();
+            EXPECT_THAT(e.what(), HasSubstr(text));
+        }
+    };
+    const usim::Rand rand = usim::random_rand();
+    const auto v = usim::generate_vector(*sw, rand, 0x21, {0x80, 0x00});
+    expect_code(ErrorCode::PinRequired, [&] { te_->authenticate(idx, rand, v.autn); });
+    expect_code(ErrorCode::InvalidArgument, [&] { te_->verify_pin(idx, digits("12a4")); });
+    expect_code(
+        ErrorCode::WrongPin, [&] { te_->verify_pin(idx, digits("9999")); }, "2 tries left");
+    EXPECT_EQ(te_->get(idx).pin_retries, 2u);
+    te_->verify_pin(idx, digits("1234"));
+    EXPECT_EQ(te_->get(idx).pin_retries, 3u);
+    expect_aka_matches_software(*te_, idx, *sw, 0x41, {0x80, 0x00});
+
+    // Three wrong PINs block it; the PIN then no longer helps.
+    expect_code(ErrorCode::WrongPin, [&] { te_->verify_pin(idx, digits("0000")); });
+    expect_code(ErrorCode::WrongPin, [&] { te_->verify_pin(idx, digits("0000")); });
+    expect_code(ErrorCode::PinBlocked, [&] { te_->verify_pin(idx, digits("0000")); });
+    EXPECT_EQ(te_->get(idx).state, MidState::Blocked);
+    expect_code(ErrorCode::PinBlocked, [&] { te_->verify_pin(idx, digits("1234")); });
+    expect_code(ErrorCode::IllegalTransition, [&] { te_->activate(idx, 0); });
+
+    // The PUK unblocks it with a new PIN.
+    expect_code(
+        ErrorCode::WrongPin, [&] { te_->unblock_pin(idx, digits("87654321"), digits("4321")); },
+        "9 tries left");
+    te_->unblock_pin(idx, digits("12345678"), digits("4321"));
+    EXPECT_EQ(te_->get(idx).state, MidState::Inactive);
+    EXPECT_EQ(te_->get(idx).pin_retries, 3u);
+    te_->activate(idx, 0);
+    expect_aka_matches_software(*te_, idx, *sw, 0x61, {0x80, 0x00});
+
+    // After a restart the new PIN opens it, the old one does not; ChangePin works.
+    close();
+    open();
+    expect_code(ErrorCode::WrongPin, [&] { te_->verify_pin(idx, digits("1234")); });
+    te_->change_pin(idx, digits("4321"), digits("55555"));
+    close();
+    open();
+    expect_code(ErrorCode::WrongPin, [&] { te_->verify_pin(idx, digits("4321")); });
+    te_->verify_pin(idx, digits("55555"));
+    expect_aka_matches_software(*te_, idx, *sw, 0x81, {0x80, 0x00});
+    EXPECT_TRUE(te_->verify_audit().ok);
+}
+
+TEST_F(TeTest, TpmLockoutIsADistinctErrorFromAWrongPin) {
+    close();
+    set_dictionary_attack(swtpm_.tcti(), 2);
+    open();
+    const json set = load_json("milenage.json").at("milenage").at(4);
+    json profile = milenage_profile(set, 1);
+    profile["pin"] = "1234";
+    const std::int64_t idx =
+        te_->import_profile(text_bytes(profile.dump()), authority_.tpm_public(),
+                            approve(authority_, te_->current_pcrs(), true, {}));
+    bool locked = false;
+    for (int i = 0; i < 3 && !locked; ++i) {
+        try {
+            te_->verify_pin(idx, digits("0000"));
+        } catch (const TeError& e) {
+            locked = e.code() == ErrorCode::TpmLockout;
+            if (!locked) {
+                EXPECT_TRUE(e.code() == ErrorCode::WrongPin || e.code() == ErrorCode::PinBlocked)
+                    << e.what();
+            }
+        }
+    }
+    ASSERT_TRUE(locked) << "the TPM never reported lockout";
+    // While locked out even the right PIN is refused with TpmLockout, and the
+    // MID's own counter is not charged for it.
+    const unsigned left = te_->get(idx).pin_retries;
+    try {
+        te_->verify_pin(idx, digits("1234"));
+        FAIL();
+    } catch (const TeError& e) {
+        EXPECT_EQ(e.code(), ErrorCode::TpmLockout) << e.what();
+    }
+    EXPECT_EQ(te_->get(idx).pin_retries, left);
+}
+
+TEST_F(TeTest, GsmAndSuciRunThroughTheTe) {
+    json set = load_json("gsm_milenage.json").at("gsm_milenage").at(0);
+    set["amf"] = "8000"; // GSM test data has none; it plays no part in SRES/Kc
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 0);
+    const usim::Rand rand = hex_decode_array<16>(set.at("rand").get<std::string>(), "rand");
+    const usim::GsmContext g = te_->gsm_authenticate(idx, rand);
+    EXPECT_EQ(hex_encode(g.sres), set.at("sres1_c2").get<std::string>());
+    EXPECT_EQ(hex_encode(g.kc.view()), set.at("kc").get<std::string>());
+    const usim::Suci s = te_->suci(idx);
+    // No SUCI parameters in the profile: the null scheme, which shows the MSIN.
+    EXPECT_EQ(s.text, "suci-0-262-01-0-0-0-1000000001");
 }
 
 } // namespace
