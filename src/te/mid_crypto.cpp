@@ -46,6 +46,39 @@ Bytes digest_bytes(const TPM2B_DIGEST& d) {
     return {d.buffer, d.buffer + d.size};
 }
 
+// ESAPI (tpm2-tss 3.2) keeps a copy of each command's input parameters in the
+// ESYS_CONTEXT for its _Finish step and never clears it: after TPM2_Create
+// that copy is inSensitive in clear, so K (and OPc) stay in ordinary heap
+// memory until a later command happens to overwrite that area, and
+// StartAuthSession copies stale bytes of it into its new session record (the
+// memory-dump test in tests/memdump found the first 8 bytes of K there). A
+// second TPM2_Create with a zero inSensitive overwrites exactly that field. It
+// makes a throwaway empty data object under the SRK that is never loaded: one
+// command per created object, at import only. Call it right after a
+// TPM2_Create of a secret, before any other ESAPI call.
+void scrub_create_inputs(tpm::Context& ctx, ESYS_TR srk) {
+    TPM2B_SENSITIVE_CREATE zero{};
+    zero.sensitive.data.size = 1;
+    const TPM2B_PUBLIC tmpl = tpm::sealed_data_template(Bytes(tpm::kDigestSize, 0),
+                                                        tpm::ObjectOrigin::CreatedInTpm, true);
+    const TPM2B_DATA outside{};
+    const TPML_PCR_SELECTION no_pcrs{};
+    TPM2B_PRIVATE* priv = nullptr;
+    TPM2B_PUBLIC* pub = nullptr;
+    TPM2B_CREATION_DATA* creation = nullptr;
+    TPM2B_DIGEST* hash = nullptr;
+    TPMT_TK_CREATION* ticket = nullptr;
+    const TSS2_RC rc =
+        Esys_Create(ctx, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &zero, &tmpl, &outside,
+                    &no_pcrs, &priv, &pub, &creation, &hash, &ticket);
+    Esys_Free(priv);
+    Esys_Free(pub);
+    Esys_Free(creation);
+    Esys_Free(hash);
+    Esys_Free(ticket);
+    tpm::check(rc, "TPM2_Create(clearing ESAPI's copy of the last inSensitive)");
+}
+
 // What one authentication (or one creation step) uses.
 struct Binding {
     tpm::Context& ctx;
@@ -566,6 +599,7 @@ MidKeyMaterial create_milenage_mid(tpm::Context& ctx, ESYS_TR srk, const SecretB
             }
             if (options.separate_opc_object) {
                 m.key = tpm::create_sealed_data(ctx, srk, k, object);
+                scrub_create_inputs(ctx, srk);
                 m.opc = tpm::create_sealed_data(ctx, srk, SecretBytes(o.view()), object);
             } else {
                 SecretBytes both(2 * kBlock);
@@ -573,9 +607,11 @@ MidKeyMaterial create_milenage_mid(tpm::Context& ctx, ESYS_TR srk, const SecretB
                 std::copy(o.view().begin(), o.view().end(), both.data() + kBlock);
                 m.key = tpm::create_sealed_data(ctx, srk, both, object);
             }
+            scrub_create_inputs(ctx, srk);
             return m;
         }
         m.key = tpm::create_aes_key(ctx, srk, k, object);
+        scrub_create_inputs(ctx, srk);
     } catch (const tpm::TpmError& e) {
         tpm_failure(e);
     }
@@ -612,6 +648,7 @@ MidKeyMaterial create_milenage_mid(tpm::Context& ctx, ESYS_TR srk, const SecretB
     if (options.separate_opc_object) {
         try {
             m.opc = tpm::create_sealed_data(ctx, srk, SecretBytes(o.view()), object);
+            scrub_create_inputs(ctx, srk);
         } catch (const tpm::TpmError& e) {
             tpm_failure(e);
         }
@@ -640,6 +677,7 @@ MidKeyMaterial create_tuak_mid(tpm::Context& ctx, ESYS_TR srk, const SecretBytes
     try {
         if (options.separate_opc_object) {
             m.key = tpm::create_sealed_data(ctx, srk, k, object);
+            scrub_create_inputs(ctx, srk);
             m.opc = tpm::create_sealed_data(ctx, srk, SecretBytes(topc.view()), object);
         } else {
             SecretBytes both(k.size() + topc.size());
@@ -647,6 +685,7 @@ MidKeyMaterial create_tuak_mid(tpm::Context& ctx, ESYS_TR srk, const SecretBytes
             std::copy(topc.view().begin(), topc.view().end(), both.data() + k.size());
             m.key = tpm::create_sealed_data(ctx, srk, both, object);
         }
+        scrub_create_inputs(ctx, srk);
     } catch (const tpm::TpmError& e) {
         tpm_failure(e);
     }

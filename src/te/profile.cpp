@@ -61,17 +61,92 @@ std::string digits(const SecureJson& obj, const char* name, bool required, std::
     return s;
 }
 
-// Decodes a hex secret straight from the secure string into SecretBytes.
-SecretBytes secret_hex(const SecureJson& v, const char* name) {
+// The characters of a secret value in the original text (see SecretSpans).
+std::string_view
+secret_text(const SecureJson& v, const char* name, ByteView text,
+            const std::map<std::string, std::pair<std::size_t, std::size_t>>& spans,
+            const char* what) {
     if (!v.is_string()) {
-        bad(name, "must be a hex string");
+        bad(name, std::string("must be ") + what);
     }
-    const auto& s = v.get_ref<const SecureString&>();
-    try {
-        return SecretBytes::from_hex(std::string_view(s.data(), s.size()), name);
-    } catch (const InvalidArgument& e) {
-        throw TeError(ErrorCode::InvalidArgument, std::string("profile: ") + e.what());
+    const auto it = spans.find(name);
+    if (it == spans.end()) {
+        // Only where the name itself is written with \u escapes.
+        bad(name, "must be a plain string (its name written without escapes)");
     }
+    return {reinterpret_cast<const char*>(text.data()) + it->second.first,
+            it->second.second - it->second.first};
+}
+
+// Where the secret values (K, OP/OPc, PIN, PUK) lie in the profile text.
+//
+// nlohmann's lexer copies every character of every token into a
+// std::vector<char> with the default allocator (for error messages), which
+// grows by reallocation and is freed unwiped: parsing the text as it is would
+// leave pieces of K's hex in freed heap memory (the memory-dump test in
+// tests/memdump found them). So the text nlohmann sees has these values
+// replaced by '0's of the same length, and they are decoded from the
+// original text in secure memory instead.
+//
+// A small tokenizer finds them: string values of these names directly in the
+// top-level object. Where the text is not valid JSON, nlohmann refuses the
+// masked copy just the same.
+struct SecretSpans {
+    std::map<std::string, std::pair<std::size_t, std::size_t>> spans; // name -> [begin, end)
+    std::vector<std::string> duplicates;
+};
+
+constexpr const char* kSecretFields[] = {"k", "opc", "op", "pin", "puk"};
+
+bool is_secret_field(std::string_view name) {
+    return std::any_of(std::begin(kSecretFields), std::end(kSecretFields),
+                       [&](const char* f) { return name == f; });
+}
+
+SecretSpans find_secret_spans(ByteView text) {
+    SecretSpans out;
+    std::size_t depth = 0;
+    std::string key;        // the last string token seen in the top-level object
+    bool after_key = false; // key, then ':' seen: the next token is its value
+    bool key_next = false;  // the next string at depth 1 is a key
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = static_cast<char>(text[i]);
+        if (c == '{' || c == '[') {
+            ++depth;
+            after_key = false;
+            key_next = depth == 1 && c == '{';
+        } else if (c == '}' || c == ']') {
+            depth = depth > 0 ? depth - 1 : 0;
+            after_key = false;
+        } else if (c == ',') {
+            key_next = depth == 1;
+            after_key = false;
+        } else if (c == ':') {
+            after_key = depth == 1 && !key.empty();
+        } else if (c == '"') {
+            const std::size_t begin = i + 1;
+            std::size_t end = begin;
+            while (end < text.size() && text[end] != '"') {
+                end += text[end] == '\\' ? 2 : 1;
+            }
+            if (depth == 1 && key_next) {
+                key.assign(reinterpret_cast<const char*>(text.data()) + begin,
+                           std::min(end, text.size()) - begin);
+                key_next = false;
+            } else if (depth == 1 && after_key && is_secret_field(key)) {
+                if (!out.spans.emplace(key, std::pair{begin, std::min(end, text.size())}).second) {
+                    out.duplicates.push_back(key);
+                }
+                after_key = false;
+            } else {
+                after_key = false;
+            }
+            i = end;
+        } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            after_key = false; // a number or literal value
+        }
+    }
+    return out;
 }
 
 unsigned small_uint(const SecureJson& obj, const char* name, unsigned deflt, unsigned max) {
@@ -130,9 +205,25 @@ bool luhn_valid(std::string_view digits) noexcept {
 }
 
 MidProfile parse_profile(ByteView json_text) {
+    const SecretSpans secrets = find_secret_spans(json_text);
+    if (!secrets.duplicates.empty()) {
+        bad(secrets.duplicates.front(), "appears more than once");
+    }
+    SecretBytes masked(json_text);
+    for (const auto& [name, span] : secrets.spans) {
+        std::fill(masked.data() + span.first, masked.data() + span.second, std::uint8_t{'0'});
+    }
+    const auto secret_hex = [&](const SecureJson& v, const char* name) {
+        const std::string_view hex = secret_text(v, name, json_text, secrets.spans, "a hex string");
+        try {
+            return SecretBytes::from_hex(hex, name);
+        } catch (const InvalidArgument& e) {
+            throw TeError(ErrorCode::InvalidArgument, std::string("profile: ") + e.what());
+        }
+    };
     SecureJson doc;
     try {
-        doc = SecureJson::parse(json_text.begin(), json_text.end());
+        doc = SecureJson::parse(masked.view().begin(), masked.view().end());
     } catch (const nlohmann::json::parse_error& e) {
         // e.what() can quote the input around the error: report the position only.
         bad("document", "is not valid JSON (error at byte " + std::to_string(e.byte) + ")");
@@ -225,10 +316,8 @@ MidProfile parse_profile(ByteView json_text) {
         if (v == nullptr) {
             continue;
         }
-        if (!v->is_string()) {
-            bad(name, "must be a string of digits");
-        }
-        const auto& s = v->get_ref<const SecureString&>();
+        const std::string_view s =
+            secret_text(*v, name, json_text, secrets.spans, "a string of digits");
         const std::size_t min = name[1] == 'i' ? 4 : 8;
         const std::size_t max = 8;
         if (s.size() < min || s.size() > max ||

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
 
 #include "error.hpp"
@@ -126,6 +127,16 @@ Context::Context(const std::string& tcti) : tcti_(tcti) {
 
 Context::~Context() {
     Esys_Finalize(&esys_);
+}
+
+void Context::scrub_command_buffer() noexcept {
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    if (Esys_GetSysContext(esys_, &sys) != TSS2_RC_SUCCESS || sys == nullptr) {
+        return;
+    }
+    TPM2B_MAX_BUFFER zeros{};
+    zeros.size = sizeof(zeros.buffer);
+    Tss2_Sys_Hash_Prepare(sys, &zeros, TPM2_ALG_SHA256, TPM2_RH_NULL);
 }
 
 const CommandCounts& Context::counts() const noexcept {

@@ -35,6 +35,12 @@ public:
     operator ESYS_CONTEXT*() const noexcept { return esys_; }
     const std::string& tcti() const noexcept { return tcti_; }
 
+    // Overwrites the command/response buffer that ESAPI shares with SAPI (it
+    // decrypts responses such as TPM2_Unseal's in place there and never clears
+    // them) by preparing, without sending, a TPM2_Hash over 1 KiB of zeros.
+    // Sends no command.
+    void scrub_command_buffer() noexcept;
+
     // Counters since the context was opened.
     const CommandCounts& counts() const noexcept;
 

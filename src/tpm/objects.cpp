@@ -275,6 +275,8 @@ SecretBytes unseal(Context& ctx, ESYS_TR object, ESYS_TR session, bool encrypt_p
     check(rc, "TPM2_Unseal");
     SecretBytes secret(ByteView(data->buffer, data->size));
     wipe(data.get(), sizeof(*data));
+    // ESAPI decrypted the response in place in its command buffer.
+    ctx.scrub_command_buffer();
     return secret;
 }
 
