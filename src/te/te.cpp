@@ -216,6 +216,7 @@ void TrustedEnvironment::add_approval(const MidApproval& approval) {
     }
     const Bytes name = authority_name(approval.authority);
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+    current_approval_.clear();
     guard_->prepare(true);
     Transaction t(*db_);
     registry_->put_approval(name, approval.auth_value, approval.approved_policy,
@@ -479,12 +480,19 @@ MidKeyMaterial TrustedEnvironment::material_for(const MidRecord& mid) {
         k.wrap_nonce = wrap->public_area;
         k.opc_wrapped = wrap->private_area;
     }
-    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    auto a = approval_for(mid.authority, mid.has_pin, now);
-    if (!a) {
-        throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
+    // The approval that held last time is tried first (no PCR_Read on the
+    // authentication path); a PlatformMismatch makes the caller look again.
+    const auto key_of = std::make_pair(mid.authority, mid.has_pin);
+    auto cached = current_approval_.find(key_of);
+    if (cached == current_approval_.end()) {
+        const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
+        auto a = approval_for(mid.authority, mid.has_pin, now);
+        if (!a) {
+            throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
+        }
+        cached = current_approval_.emplace(key_of, std::move(*a)).first;
     }
-    k.approval = std::move(*a);
+    k.approval = cached->second;
     if (mid.has_pin) {
         const auto it = unlocked_.find(mid.index);
         if (it == unlocked_.end()) {
@@ -512,8 +520,15 @@ usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim:
     }
     usim::AkaResult result;
     try {
-        auto alg = algorithm_for(m);
-        result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
+        try {
+            auto alg = algorithm_for(m);
+            result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
+        } catch (const PlatformMismatch&) {
+            // The cached approval no longer holds: another stored one may.
+            current_approval_.erase(std::make_pair(m.authority, m.has_pin));
+            auto alg = algorithm_for(m);
+            result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
+        }
     } catch (const PlatformMismatch&) {
         // DESIGN.md §5: an active MID whose platform state is no longer approved
         // is suspended until a valid policy arrives.

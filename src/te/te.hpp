@@ -122,6 +122,8 @@ private:
 
     tpm::TicketCache tickets_;
     std::map<std::int64_t, SecretBytes> unlocked_; // PIN verified: the unlock secret
+    // The approval that held at the last use, per (authority, has PIN).
+    std::map<std::pair<Bytes, bool>, MidApproval> current_approval_;
     SecretBytes secret_;
     GuardStatus guard_status_;
     tpm::PcrSelection selection_;
