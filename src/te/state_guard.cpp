@@ -11,6 +11,10 @@ namespace {
 constexpr const char* kEpochKey = "guard_epoch";
 constexpr const char* kMacKey = "guard_mac";
 constexpr const char* kPendingKey = "guard_pending";
+// SQN updates since the epoch last moved: kept across restarts, or a daemon
+// restarted more often than every sqn_interval authentications would never
+// move the epoch for them.
+constexpr const char* kSqnUpdatesKey = "guard_sqn_updates";
 constexpr const char* kKeyPublic = "guard_key_public";
 constexpr const char* kKeyPrivate = "guard_key_private";
 
@@ -171,6 +175,9 @@ GuardStatus StateGuard::verify_at_start() {
     }
     const std::uint64_t db_epoch = load_be(*stamped);
     const std::uint64_t pending = stored_pending();
+    if (const auto n = registry_.meta(kSqnUpdatesKey); n && n->size() == 8) {
+        sqn_updates_ = load_be(*n);
+    }
     if (!key_->verify(mac_input(db_epoch, pending), *mac)) {
         throw TeError(ErrorCode::StateCorrupt,
                       "the state database's MAC does not verify: it was changed outside tresimd");
@@ -214,6 +221,7 @@ void StateGuard::prepare(bool security) {
         pending_ = 0;
         return;
     }
+    sqn_updates_ = 0;
     const std::uint64_t next = epoch_ + 1;
     {
         Transaction t(registry_.db());
@@ -236,6 +244,7 @@ void StateGuard::stamp() {
         epoch_ = pending_;
         pending_ = 0;
     }
+    registry_.set_meta(kSqnUpdatesKey, u64_bytes(sqn_updates_));
     write_stamp(epoch_, 0);
 }
 

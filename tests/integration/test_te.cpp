@@ -322,6 +322,28 @@ TEST_F(TeTest, SqnUpdatesCostAnNvWriteOnlyEverySqnInterval) {
     RecordProperty("nv_writes_per_32_aka", std::to_string(d.nv_writes));
 }
 
+TEST_F(TeTest, TheSqnIntervalCountsAcrossRestarts) {
+    // Regression: the count of SQN updates since the last epoch bump lived only
+    // in memory, so a daemon restarted more often than every sqn_interval
+    // authentications never moved the epoch for them.
+    const json set = load_json("milenage.json").at("milenage").at(0);
+    const std::int64_t idx = import(milenage_profile(set, 1));
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    const std::uint64_t e0 = te_->info().epoch;
+    for (std::uint64_t seq = 1; seq <= config_.sqn_interval; ++seq) {
+        if (seq % 4 == 0) {
+            close();
+            open();
+        }
+        const usim::Rand rand = usim::random_rand();
+        const auto v = usim::generate_vector(*sw, rand, seq << 5, {0x80, 0x00});
+        ASSERT_TRUE(std::holds_alternative<usim::AkaSuccess>(te_->authenticate(idx, rand, v.autn)));
+    }
+    EXPECT_EQ(te_->info().epoch, e0 + 1);
+}
+
 TEST_F(TeTest, PinProtectedMidNeedsThePinCountsFailuresAndUnblocksWithThePuk) {
     close();
     set_dictionary_attack(swtpm_.tcti(), 32);
