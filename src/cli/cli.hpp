@@ -125,5 +125,7 @@ Commands add_gsm_authenticate(CLI::App& app);
 Commands add_suci(CLI::App& app);
 Commands add_audit(CLI::App& app);
 Commands add_approve(CLI::App& app);
+Commands add_pcrs(CLI::App& app);
+Commands add_provision(CLI::App& app); // provision, sync, confirm
 
 } // namespace tresim::cli

@@ -16,9 +16,9 @@ int main(int argc, char** argv) {
     app.add_flag("--json", ctx.json, "print one JSON document instead of text");
 
     Commands commands;
-    for (auto* add :
-         {add_status, add_list, add_show, add_import, add_activate, add_deactivate, add_delete,
-          add_pin, add_authenticate, add_gsm_authenticate, add_suci, add_audit, add_approve}) {
+    for (auto* add : {add_status, add_list, add_show, add_import, add_activate, add_deactivate,
+                      add_delete, add_pin, add_authenticate, add_gsm_authenticate, add_suci,
+                      add_audit, add_approve, add_pcrs, add_provision}) {
         for (auto& c : add(app)) {
             commands.push_back(std::move(c));
         }

@@ -1,24 +1,12 @@
 #pragma once
-// The approval JSON of docs/dbus-api.md ("tresim-approval-1").
+// The approval JSON lives in the TE library (te/approval_json.hpp); the daemon
+// keeps its historical names for it.
 
-#include <optional>
-#include <string>
-
-#include "te/mid_crypto.hpp"
-#include "tpm/attest.hpp"
+#include "te/approval_json.hpp"
 
 namespace tresim::daemon {
 
-struct ParsedApproval {
-    TPM2B_PUBLIC authority{};
-    std::optional<te::MidApproval> approval; // absent in the reference form
-};
-
-// Parses and checks (in software: the policy digest and the signature) an
-// approval for the PCRs of `selection`. `allow_reference` accepts the form that
-// names only the authority. Errors are te::TeError: InvalidArgument naming
-// "approval: <field>", PolicyDenied for a signature that does not verify.
-ParsedApproval parse_approval(const std::string& json, const tpm::PcrSelection& selection,
-                              bool allow_reference);
+using ParsedApproval = te::ParsedApproval;
+using te::parse_approval;
 
 } // namespace tresim::daemon

@@ -104,6 +104,8 @@ Config parse_config(std::string_view text, const std::string& file) {
         {"state", {"state_dir", "sqn_interval"}},
         {"mids", {"slots", "pcrs", "pin_retries", "puk_retries"}},
         {"authorization", {"polkit", "authenticate", "manage", "provision"}},
+        {"provisioning",
+         {"te_policy", "event_log", "platform_class", "timeout", "retry_min", "retry_max"}},
     };
     std::string section;
     std::set<std::string> seen;
@@ -200,7 +202,31 @@ Config parse_config(std::string_view text, const std::string& file) {
             c.manage = parse_principals(value, where);
         } else if (key == "provision") {
             c.provision = parse_principals(value, where);
+        } else if (key == "te_policy" || key == "event_log") {
+            if (value.empty() || value.front() != '/') {
+                throw ConfigError(where + " must be an absolute path");
+            }
+            if (key == "te_policy") {
+                c.te_policy = value;
+                c.te_policy_set = true;
+            } else {
+                c.event_log = value;
+            }
+        } else if (key == "platform_class") {
+            if (value.empty() || value.size() > 64) {
+                throw ConfigError(where + " must be 1 to 64 characters");
+            }
+            c.platform_class = value;
+        } else if (key == "timeout") {
+            c.provision_timeout = number(1, 600);
+        } else if (key == "retry_min") {
+            c.retry_min = number(1, 86400);
+        } else if (key == "retry_max") {
+            c.retry_max = number(1, 604800);
         }
+    }
+    if (c.retry_max < c.retry_min) {
+        throw ConfigError(file + ": [provisioning] retry_max must not be below retry_min");
     }
     return c;
 }

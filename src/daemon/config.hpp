@@ -39,6 +39,14 @@ struct Config {
     std::vector<Principal> authenticate; // default: group:tresim (when it exists)
     std::vector<Principal> manage;
     std::vector<Principal> provision;
+    // [provisioning] (docs/operations.md)
+    std::string te_policy = "/etc/tresim/te-policy.json";
+    bool te_policy_set = false; // named in the file: must exist
+    std::string event_log = "/sys/kernel/security/tpm0/binary_bios_measurements";
+    std::string platform_class = "generic";
+    unsigned provision_timeout = 30; // seconds per HTTP exchange
+    unsigned retry_min = 30;         // poll back-off after a failure, seconds
+    unsigned retry_max = 3600;
 };
 
 // The built-in defaults (an empty file).

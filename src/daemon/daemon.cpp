@@ -90,16 +90,22 @@ void serve(sdbus::IConnection& connection, Service& service, int signal_fd) {
             service.reap();
         }
         service.reap();
+        service.tick();
         const auto poll_data = connection.getEventLoopPollData();
         int timeout = poll_data.getPollTimeout();
+        if (const int timers = service.timeout_ms(); timers >= 0) {
+            timeout = timeout < 0 ? timers : std::min(timeout, timers);
+        }
         if (ping_every != 0) {
             const std::uint64_t now = now_usec();
             const int until_ping =
                 next_ping > now ? static_cast<int>((next_ping - now + 999) / 1000) : 0;
             timeout = timeout < 0 ? until_ping : std::min(timeout, until_ping);
         }
-        pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {signal_fd, POLLIN, 0}};
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+        pollfd fds[3] = {{poll_data.fd, poll_data.events, 0},
+                         {signal_fd, POLLIN, 0},
+                         {service.wakeup_fd(), POLLIN, 0}};
+        if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
             throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
         }
         if ((fds[1].revents & POLLIN) != 0) {
@@ -109,6 +115,10 @@ void serve(sdbus::IConnection& connection, Service& service, int signal_fd) {
                     std::string("stopping on ") + strsignal(static_cast<int>(info.ssi_signo)));
                 return;
             }
+        }
+        if ((fds[2].revents & POLLIN) != 0) {
+            // A provisioning session posted progress or its end.
+            service.dispatch();
         }
         if (ping_every != 0 && now_usec() >= next_ping) {
             sd_notify(0, "WATCHDOG=1");
@@ -142,6 +152,7 @@ int run(int argc, char** argv) {
     Config config;
     std::unique_ptr<te::TrustedEnvironment> te;
     std::string identity;
+    TePolicy policy;
     try {
         config = load_config(o.config, !o.config_given);
         if (!o.tcti.empty()) {
@@ -156,8 +167,15 @@ int run(int argc, char** argv) {
             // systemd may list several folders separated by ':'; the first is ours.
             config.state_dir = std::string(env).substr(0, std::string(env).find(':'));
         }
+        // The TE policy file pins the provisioning servers; the default path
+        // may be absent (no remote provisioning).
+        if (config.te_policy_set || access(config.te_policy.c_str(), F_OK) == 0) {
+            policy = load_te_policy(config.te_policy);
+        }
         identity = te_identity_of(config.tcti);
-        te = std::make_unique<te::TrustedEnvironment>(te_config(config));
+        te::TeConfig tc = te_config(config);
+        tc.confirm_within = policy.confirm_within;
+        te = std::make_unique<te::TrustedEnvironment>(tc);
     } catch (const ConfigError& e) {
         log(LOG_ERR, std::string("configuration: ") + e.what());
         return kExitConfig;
@@ -201,7 +219,7 @@ int run(int argc, char** argv) {
             o.session ? sdbus::createSessionBusConnection() : sdbus::createSystemBusConnection();
         {
             // Every object exists before the name is requested.
-            Service service(*connection, *te, config, identity);
+            Service service(*connection, *te, config, identity, std::move(policy));
             connection->requestName(kBusName);
             log(LOG_INFO, std::string("serving ") + kBusName + " on the " +
                               (o.session ? "session" : "system") + " bus");

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
+#include <set>
 #include <unistd.h>
 
 #include "approval.hpp"
@@ -175,6 +176,16 @@ private:
         return s_.call("AuditExport", Action::Manage, std::nullopt, message(),
                        [&] { return s_.te().export_audit().dump(); });
     }
+    sdbus::ObjectPath Provision(const std::string& server, const std::string& activation_code,
+                                const std::string& confirmation_code) override {
+        return s_.call("Provision", Action::Provision, std::nullopt, message(), [&] {
+            return s_.provisioner().provision(server, activation_code, confirmation_code);
+        });
+    }
+    sdbus::ObjectPath Sync() override {
+        return s_.call("Sync", Action::Provision, std::nullopt, message(),
+                       [&] { return s_.provisioner().sync(); });
+    }
 
     std::string Identity() override { return s_.identity(); }
     std::string TpmManufacturer() override { return manufacturer_; }
@@ -281,6 +292,12 @@ protected:
             s_.remove_mid(index());
         });
     }
+    void ConfirmActivation() override {
+        run("ConfirmActivation", Action::Provision, [&] {
+            s_.te().confirm_activation(index());
+            s_.provisioner().switches_changed();
+        });
+    }
     void VerifyPin(const std::string& pin) override {
         run("VerifyPin", Action::Manage, [&] { s_.te().verify_pin(index(), text_view(pin)); });
     }
@@ -317,7 +334,17 @@ protected:
     std::tuple<std::string, Blob, Blob, Blob, Blob> Authenticate(const Blob& rand,
                                                                  const Blob& autn) override {
         return run("Authenticate", Action::Authenticate, [&] {
-            const usim::AkaResult r = s_.te().authenticate(index(), rand_of(rand), autn);
+            const usim::Rand r_and = rand_of(rand);
+            // One handler serves Usim.Authenticate and Isim.Authenticate (the same
+            // C++ signature); an IMS AKA also needs "isim" in the MID's policy.
+            const sdbus::Message* m = message();
+            if (m != nullptr &&
+                m->getInterfaceName() == org::tresim1::Isim_adaptor::INTERFACE_NAME &&
+                v_.record.state == te::MidState::Active && !v_.record.policy.allows("isim")) {
+                throw te::TeError(te::ErrorCode::PolicyDenied,
+                                  "the MID's policy does not allow IMS authentication");
+            }
+            const usim::AkaResult r = s_.te().authenticate(index(), r_and, autn);
             if (const auto* ok = std::get_if<usim::AkaSuccess>(&r)) {
                 return std::make_tuple(std::string("success"),
                                        to_blob(ByteView(ok->res.data(), ok->res.size())),
@@ -374,7 +401,7 @@ private:
 // ---------------------------------------------------------------------------
 
 Service::Service(sdbus::IConnection& connection, te::TrustedEnvironment& te, const Config& config,
-                 std::string identity)
+                 std::string identity, TePolicy policy)
     : connection_(connection), te_(te), config_(config), authorizer_(config, &connection),
       identity_(std::move(identity)), selection_(tpm::parse_pcr_selection(config.pcrs)) {
     manager_ = std::make_unique<ManagerObject>(connection_, *this);
@@ -382,6 +409,14 @@ Service::Service(sdbus::IConnection& connection, te::TrustedEnvironment& te, con
         MidView view{record, te_.pin_verified(record.index)};
         mids_[record.index] = make_mid(view);
     }
+    ProvisionerOptions options;
+    options.client.event_log = config.event_log;
+    options.client.platform_class = config.platform_class;
+    options.client.timeout = config.provision_timeout;
+    options.retry_min = config.retry_min;
+    options.retry_max = config.retry_max;
+    provisioner_ = std::make_unique<Provisioner>(connection_, te_, std::move(policy), options,
+                                                 [this] { sync_objects(); });
 }
 
 Service::~Service() = default;
@@ -415,6 +450,30 @@ void Service::remove_mid(std::int64_t index) {
 
 void Service::reap() {
     graveyard_.clear();
+}
+
+void Service::sync_objects() noexcept {
+    try {
+        std::set<std::int64_t> present;
+        for (const te::MidRecord& record : te_.list()) {
+            present.insert(record.index);
+            if (!mids_.contains(record.index)) {
+                add_mid(record.index);
+            }
+        }
+        std::vector<std::int64_t> gone;
+        for (const auto& [index, object] : mids_) {
+            if (!present.contains(index)) {
+                gone.push_back(index);
+            }
+        }
+        for (const std::int64_t index : gone) {
+            remove_mid(index);
+        }
+    } catch (const std::exception& e) {
+        log(LOG_WARNING, std::string("cannot update the MID objects: ") + e.what());
+    }
+    refresh();
 }
 
 void Service::refresh(std::optional<std::int64_t> only) noexcept {

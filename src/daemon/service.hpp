@@ -14,6 +14,7 @@
 
 #include "auth.hpp"
 #include "config.hpp"
+#include "provision_jobs.hpp"
 #include "te/te.hpp"
 
 namespace tresim::daemon {
@@ -47,8 +48,10 @@ class ManagerObject;
 
 class Service {
 public:
+    // `policy` is the TE policy file's content (provisioning servers; none:
+    // Provision and Sync are refused and nothing is polled).
     Service(sdbus::IConnection& connection, te::TrustedEnvironment& te, const Config& config,
-            std::string identity);
+            std::string identity, TePolicy policy = {});
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
@@ -75,6 +78,16 @@ public:
     // the Manager's and `only`'s (a call on one MID changes only that one), or
     // every MID's (Manager calls: an approval can resume several).
     void refresh(std::optional<std::int64_t> only = std::nullopt) noexcept;
+    // After a provisioning session: objects for new MIDs (InterfacesAdded),
+    // none for deleted ones (InterfacesRemoved), fresh properties for the rest.
+    void sync_objects() noexcept;
+
+    Provisioner& provisioner() noexcept { return *provisioner_; }
+    // The event loop's part in provisioning (provision_jobs.hpp).
+    int wakeup_fd() const noexcept { return provisioner_->wakeup_fd(); }
+    void dispatch() { provisioner_->dispatch(); }
+    int timeout_ms() { return provisioner_->timeout_ms(); }
+    void tick() { provisioner_->tick(); }
 
 private:
     std::unique_ptr<MidObject> make_mid(const MidView& view);
@@ -88,6 +101,7 @@ private:
     std::unique_ptr<ManagerObject> manager_;
     std::map<std::int64_t, std::unique_ptr<MidObject>> mids_;
     std::vector<std::unique_ptr<MidObject>> graveyard_;
+    std::unique_ptr<Provisioner> provisioner_; // last: its worker stops first
 };
 
 } // namespace tresim::daemon

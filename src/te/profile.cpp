@@ -245,6 +245,10 @@ MidProfile parse_profile(ByteView json_text) {
     if (p.mnc_length < 2) {
         bad("mnc_length", "must be 2 or 3");
     }
+    if (p.imsi.size() <= 3 + p.mnc_length) {
+        bad("imsi", "has no MSIN digits after the MCC and the " + std::to_string(p.mnc_length) +
+                        "-digit MNC");
+    }
     p.label = text(doc, "label", false, 64);
     p.operator_name = text(doc, "operator", false, 64);
 

@@ -36,6 +36,9 @@ json params_json(const MidRecord& m) {
         j["pin_salt"] = hex_encode(m.pin_salt);
         j["has_puk"] = m.has_puk;
     }
+    if (!m.provisioned_by.empty()) {
+        j["provisioned_by"] = m.provisioned_by;
+    }
     j["policy"] = {{"pin_required", m.policy.pin_required},
                    {"share_functions", m.policy.share_functions},
                    {"allowed_actions", m.policy.allowed_actions}};
@@ -71,6 +74,7 @@ void apply_params(MidRecord& m, const json& j) {
         m.pin_salt = hex_decode(j.at("pin_salt").get<std::string>(), "pin_salt");
         m.has_puk = j.at("has_puk").get<bool>();
     }
+    m.provisioned_by = j.value("provisioned_by", std::string());
     const json& p = j.at("policy");
     m.policy.pin_required = p.at("pin_required");
     m.policy.share_functions = p.at("share_functions");
@@ -217,6 +221,28 @@ CREATE TABLE IF NOT EXISTS objects (
     private BLOB NOT NULL,
     PRIMARY KEY (mid, role)
 );
+CREATE TABLE IF NOT EXISTS provisioning (
+    server TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL,
+    instruction TEXT NOT NULL,
+    result TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_switch (
+    slot INTEGER PRIMARY KEY,
+    mid INTEGER NOT NULL,
+    previous INTEGER,
+    deadline INTEGER NOT NULL,
+    server TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    instruction TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS late_result (
+    server TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (server, counter)
+);
 )sql");
     if (!meta("schema_version")) {
         const Bytes v{static_cast<std::uint8_t>(kSchemaVersion)};
@@ -340,6 +366,88 @@ std::vector<Bytes> Registry::approvals(ByteView authority_name, bool auth_value)
         out.push_back(s.column_blob(0));
     }
     return out;
+}
+
+std::optional<ProvisioningRow> Registry::provisioning(std::string_view server) {
+    auto s = db_.prepare("SELECT counter, instruction, result FROM provisioning WHERE server=?");
+    s.bind(1, server);
+    if (!s.step()) {
+        return std::nullopt;
+    }
+    return ProvisioningRow{s.column_int(0), s.column_text(1), s.column_text(2)};
+}
+
+void Registry::put_provisioning(std::string_view server, const ProvisioningRow& row) {
+    auto s = db_.prepare("INSERT OR REPLACE INTO provisioning (server, counter, instruction, "
+                         "result, updated) VALUES (?,?,?,?,?)");
+    s.bind(1, server)
+        .bind(2, row.counter)
+        .bind(3, row.instruction)
+        .bind(4, row.result)
+        .bind(5, now());
+    s.run();
+}
+
+std::vector<PendingSwitchRow> Registry::pending_switches() {
+    auto s = db_.prepare("SELECT slot, mid, previous, deadline, server, counter, instruction FROM "
+                         "pending_switch ORDER BY deadline, slot");
+    std::vector<PendingSwitchRow> out;
+    while (s.step()) {
+        PendingSwitchRow r;
+        r.slot = s.column_int(0);
+        r.mid = s.column_int(1);
+        if (!s.column_is_null(2)) {
+            r.previous = s.column_int(2);
+        }
+        r.deadline = s.column_int(3);
+        r.server = s.column_text(4);
+        r.counter = s.column_int(5);
+        r.instruction = s.column_text(6);
+        out.push_back(r);
+    }
+    return out;
+}
+
+void Registry::put_pending_switch(const PendingSwitchRow& row) {
+    auto s = db_.prepare("INSERT OR REPLACE INTO pending_switch (slot, mid, previous, deadline, "
+                         "server, counter, instruction) VALUES (?,?,?,?,?,?,?)");
+    s.bind(1, row.slot).bind(2, row.mid);
+    if (row.previous) {
+        s.bind(3, *row.previous);
+    } else {
+        s.bind_null(3);
+    }
+    s.bind(4, row.deadline).bind(5, row.server).bind(6, row.counter).bind(7, row.instruction);
+    s.run();
+}
+
+void Registry::remove_pending_switch(std::int64_t slot) {
+    db_.prepare("DELETE FROM pending_switch WHERE slot=?").bind(1, slot).run();
+}
+
+std::vector<std::tuple<std::string, std::int64_t, std::string>> Registry::late_results() {
+    auto s =
+        db_.prepare("SELECT server, counter, result FROM late_result ORDER BY server, counter");
+    std::vector<std::tuple<std::string, std::int64_t, std::string>> out;
+    while (s.step()) {
+        out.emplace_back(s.column_text(0), s.column_int(1), s.column_text(2));
+    }
+    return out;
+}
+
+void Registry::put_late_result(std::string_view server, std::int64_t counter,
+                               std::string_view result) {
+    auto s = db_.prepare("INSERT OR REPLACE INTO late_result (server, counter, result) "
+                         "VALUES (?,?,?)");
+    s.bind(1, server).bind(2, counter).bind(3, result);
+    s.run();
+}
+
+void Registry::remove_late_result(std::string_view server, std::int64_t counter) {
+    db_.prepare("DELETE FROM late_result WHERE server=? AND counter=?")
+        .bind(1, server)
+        .bind(2, counter)
+        .run();
 }
 
 std::optional<Bytes> Registry::meta(std::string_view key) {

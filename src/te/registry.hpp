@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "db.hpp"
@@ -43,6 +44,28 @@ struct MidRecord {
     usim::SqnState sqn;
     std::int64_t created = 0; // Unix seconds
     std::int64_t updated = 0;
+    // Remote provisioning: the JWK thumbprint of the key that signed the
+    // install instruction; empty for a locally imported MID.
+    std::string provisioned_by;
+};
+
+// Remote provisioning state (docs/protocol.md): per server signing key, the
+// last accepted instruction; switches waiting for a confirmation; results the
+// PS has not received yet. Values are JSON texts of te.hpp's structures.
+struct ProvisioningRow {
+    std::int64_t counter = 0;
+    std::string instruction; // id
+    std::string result;      // InstructionResult JSON
+};
+
+struct PendingSwitchRow {
+    std::int64_t slot = 0;
+    std::int64_t mid = 0;
+    std::optional<std::int64_t> previous;
+    std::int64_t deadline = 0;
+    std::string server;
+    std::int64_t counter = 0;
+    std::string instruction; // id
 };
 
 class Registry {
@@ -75,6 +98,18 @@ public:
     void put_approval(ByteView authority_name, bool auth_value, ByteView approved_policy,
                       ByteView encoded);
     std::vector<Bytes> approvals(ByteView authority_name, bool auth_value);
+
+    std::optional<ProvisioningRow> provisioning(std::string_view server);
+    void put_provisioning(std::string_view server, const ProvisioningRow& row);
+
+    std::vector<PendingSwitchRow> pending_switches();
+    void put_pending_switch(const PendingSwitchRow& row);
+    void remove_pending_switch(std::int64_t slot);
+
+    // (server, counter, result JSON)
+    std::vector<std::tuple<std::string, std::int64_t, std::string>> late_results();
+    void put_late_result(std::string_view server, std::int64_t counter, std::string_view result);
+    void remove_late_result(std::string_view server, std::int64_t counter);
 
     // Key/value metadata (epoch, MAC, identity...).
     std::optional<Bytes> meta(std::string_view key);

@@ -120,6 +120,24 @@ Bytes StateGuard::state_digest() {
         h.field(objects.column_blob(2));
         h.field(objects.column_blob(3));
     }
+    // The provisioning state (docs/protocol.md §3): the last accepted
+    // instruction counter per signing key and the pending slot switches. Both
+    // tables are empty on a TE that was never provisioned, so older states keep
+    // their MAC.
+    auto provisioning = registry_.db().prepare(
+        "SELECT server, counter, instruction FROM provisioning ORDER BY server");
+    while (provisioning.step()) {
+        h.field(provisioning.column_text(0));
+        h.field(provisioning.column_int(1));
+        h.field(provisioning.column_text(2));
+    }
+    auto switches = registry_.db().prepare(
+        "SELECT slot, mid, IFNULL(previous, -1), deadline FROM pending_switch ORDER BY slot");
+    while (switches.step()) {
+        for (int i : {0, 1, 2, 3}) {
+            h.field(switches.column_int(i));
+        }
+    }
     return h.done();
 }
 

@@ -1,5 +1,6 @@
 #include "te.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -141,6 +142,95 @@ std::string mid_label(const MidRecord& m) {
     return m.iccid;
 }
 
+[[noreturn]] void bad_approval(const std::string& what) {
+    throw TeError(ErrorCode::InvalidArgument, "approval: " + what);
+}
+
+std::size_t digest_size(TPMI_ALG_HASH bank) {
+    switch (bank) {
+    case TPM2_ALG_SHA1:
+        return 20;
+    case TPM2_ALG_SHA384:
+        return 48;
+    case TPM2_ALG_SHA512:
+        return 64;
+    default:
+        return 32;
+    }
+}
+
+// Checks an approval in software and with the TPM (TPM2_VerifySignature)
+// without changing anything: it must be for exactly the TE's PCR selection,
+// with digest-sized values, a policyRef a TPM nonce can hold, a policy digest
+// that is the policy of its values, and a signature by its authority.
+TPMT_TK_VERIFIED verify_approval(tpm::Context& ctx, const tpm::PcrSelection& selection,
+                                 const MidApproval& approval) {
+    const std::string wanted_text = tpm::format_pcr_selection(selection);
+    if (approval.pcrs.bank != selection.bank) {
+        bad_approval("pcrs: not the bank of the TE's PCR selection " + wanted_text);
+    }
+    std::vector<unsigned> wanted = selection.pcrs;
+    std::sort(wanted.begin(), wanted.end());
+    std::vector<unsigned> given;
+    for (const auto& [pcr, value] : approval.pcrs.values) {
+        given.push_back(pcr);
+        if (value.size() != digest_size(approval.pcrs.bank)) {
+            bad_approval("pcrs: the value of PCR " + std::to_string(pcr) + " is not " +
+                         std::to_string(digest_size(approval.pcrs.bank)) + " bytes");
+        }
+    }
+    if (given != wanted) {
+        bad_approval("pcrs: must be exactly the PCRs of " + wanted_text);
+    }
+    if (approval.policy_ref.size() > tpm::kDigestSize) {
+        bad_approval("policy_ref: is longer than 32 bytes");
+    }
+    if (approved_policy_for(approval.pcrs, approval.auth_value) != approval.approved_policy) {
+        bad_approval("its policy digest is not the policy of its PCR values");
+    }
+    try {
+        return tpm::verify_policy_signature(ctx, approval.authority, approval.approved_policy,
+                                            approval.policy_ref, approval.signature);
+    } catch (const tpm::TpmError& e) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      std::string("approval: the signature does not verify: ") + e.what());
+    } catch (const InvalidArgument& e) {
+        bad_approval(e.what());
+    }
+}
+
+// Inside the caller's transaction: stores a verified approval with its audit
+// record; suspended MIDs of its authority whose platform state it approves
+// resume.
+void store_approval(Registry& registry, AuditLog& audit, const MidApproval& approval,
+                    const tpm::PcrValues& now) {
+    const Bytes name = authority_name(approval.authority);
+    registry.put_approval(name, approval.auth_value, approval.approved_policy,
+                          encode_approval(approval));
+    audit.append(AuditType::PolicyUpdate, std::nullopt,
+                 {{"authority", hex_encode(name)},
+                  {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
+    for (MidRecord& m : registry.list()) {
+        if (m.state == MidState::Suspended && m.authority == name &&
+            m.has_pin == approval.auth_value && same_values(approval.pcrs, now)) {
+            m.state = MidState::Active;
+            registry.update(m);
+            audit.append(AuditType::LifecycleChange, mid_label(m),
+                         {{"event", "resume"}, {"state", "active"}});
+        }
+    }
+}
+
+// A PIN or PUK argument, named as in the D-Bus interface (old_pin, new_pin...).
+void check_pin_argument(ByteView value, bool puk, const char* name) {
+    try {
+        check_pin_format(value, puk);
+    } catch (const TeError&) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      std::string(name) + (puk ? ": must be 8 digits" : ": must be 4 to 8 digits"));
+    }
+}
+
 } // namespace
 
 TrustedEnvironment::TrustedEnvironment(TeConfig config) : config_(std::move(config)) {
@@ -199,41 +289,15 @@ tpm::PcrValues TrustedEnvironment::current_pcrs() {
 
 void TrustedEnvironment::add_approval(const MidApproval& approval) {
     std::lock_guard lock(mutex_);
-    if (approved_policy_for(approval.pcrs, approval.auth_value) != approval.approved_policy) {
-        throw TeError(ErrorCode::InvalidArgument,
-                      "approval: its policy digest is not the policy of its PCR values");
-    }
-    try {
-        // The TPM checks the signature too; the ticket is kept for later uses.
-        const TPMT_TK_VERIFIED ticket =
-            tpm::verify_policy_signature(*ctx_, approval.authority, approval.approved_policy,
-                                         approval.policy_ref, approval.signature);
-        tickets_.put(authority_name(approval.authority), approval.approved_policy,
-                     approval.policy_ref, ticket);
-    } catch (const tpm::TpmError& e) {
-        throw TeError(ErrorCode::PolicyDenied,
-                      std::string("approval: the signature does not verify: ") + e.what());
-    }
-    const Bytes name = authority_name(approval.authority);
+    // The TPM checks the signature too; the ticket is kept for later uses.
+    const TPMT_TK_VERIFIED ticket = verify_approval(*ctx_, selection_, approval);
+    tickets_.put(authority_name(approval.authority), approval.approved_policy, approval.policy_ref,
+                 ticket);
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
     current_approval_.clear();
     guard_->prepare(true);
     Transaction t(*db_);
-    registry_->put_approval(name, approval.auth_value, approval.approved_policy,
-                            encode_approval(approval));
-    audit_->append(AuditType::PolicyUpdate, std::nullopt,
-                   {{"authority", hex_encode(name)},
-                    {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
-    // Suspended MIDs of this authority whose platform state is now approved resume.
-    for (MidRecord& m : registry_->list()) {
-        if (m.state == MidState::Suspended && m.authority == name &&
-            m.has_pin == approval.auth_value && same_values(approval.pcrs, now)) {
-            m.state = MidState::Active;
-            registry_->update(m);
-            audit_->append(AuditType::LifecycleChange, mid_label(m),
-                           {{"event", "resume"}, {"state", "active"}});
-        }
-    }
+    store_approval(*registry_, *audit_, approval, now);
     guard_->stamp();
     t.commit();
     audit_->anchor();
@@ -262,13 +326,30 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     if (registry_->find_by_iccid(p.iccid)) {
         throw TeError(ErrorCode::AlreadyExists, "a MID with ICCID " + p.iccid + " is installed");
     }
-    if (approval) {
-        add_approval(*approval);
+    Bytes name;
+    try {
+        name = authority_name(authority);
+    } catch (const InvalidArgument&) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "authority: not a public key area with a supported name algorithm");
     }
-    const Bytes name = authority_name(authority);
+    if (approval) {
+        // Verified now, stored in the import's own transaction: a failed
+        // import leaves no approval behind.
+        const TPMT_TK_VERIFIED ticket = verify_approval(*ctx_, selection_, *approval);
+        if (authority_name(approval->authority) != name) {
+            throw TeError(ErrorCode::InvalidArgument,
+                          "approval: not by the authority the MID is imported under");
+        }
+        tickets_.put(name, approval->approved_policy, approval->policy_ref, ticket);
+    }
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
     const bool has_pin = p.pin.has_value();
-    const std::optional<MidApproval> a = approval_for(name, has_pin, now);
+    std::optional<MidApproval> a = approval_for(name, has_pin, now);
+    if (approval && approval->auth_value == has_pin &&
+        (same_values(approval->pcrs, now) || !a || !same_values(a->pcrs, now))) {
+        a = *approval; // the newest, as if stored first
+    }
     if (!a) {
         throw TeError(ErrorCode::PolicyDenied,
                       std::string("no approval of the current platform state by this authority") +
@@ -337,8 +418,14 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     m.sqn =
         p.sqn ? usim::SqnState::from_highest(*p.sqn, p.sqn_config) : usim::SqnState(p.sqn_config);
 
+    if (approval) {
+        current_approval_.clear();
+    }
     guard_->prepare(true);
     Transaction t(*db_);
+    if (approval) {
+        store_approval(*registry_, *audit_, *approval, now);
+    }
     const std::int64_t index = registry_->insert(m);
     registry_->put_object(index, kRoleKey, material.key);
     if (material.opc) {
@@ -387,7 +474,12 @@ MidRecord TrustedEnvironment::get_by_iccid(std::string_view iccid) {
     std::lock_guard lock(mutex_);
     auto m = registry_->find_by_iccid(iccid);
     if (!m) {
-        throw TeError(ErrorCode::UnknownMid, "no MID with ICCID " + std::string(iccid));
+        const bool plain =
+            iccid.size() <= 20 &&
+            std::all_of(iccid.begin(), iccid.end(), [](char c) { return c >= '0' && c <= '9'; });
+        throw TeError(ErrorCode::UnknownMid, plain ? "no MID with ICCID " + std::string(iccid)
+                                                   : std::string("no MID with that ICCID (an "
+                                                                 "ICCID is 18 to 20 digits)"));
     }
     return *m;
 }
@@ -593,7 +685,13 @@ usim::Suci TrustedEnvironment::suci(std::int64_t index) {
         p.routing_indicator = m.suci->routing_indicator;
     }
     p.mcc_mnc = m.imsi.substr(0, 3 + m.mnc_length);
-    usim::Suci s = usim::conceal_imsi(p, m.imsi.substr(3 + m.mnc_length));
+    usim::Suci s;
+    try {
+        s = usim::conceal_imsi(p, m.imsi.substr(3 + m.mnc_length));
+    } catch (const InvalidArgument& e) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      std::string("the MID's IMSI or SUCI parameters: ") + e.what());
+    }
     Transaction t(*db_);
     count_use(*db_, mid_label(m), UseKind::Suci, static_cast<std::int64_t>(std::time(nullptr)));
     t.commit();
@@ -644,7 +742,7 @@ void TrustedEnvironment::pin_failure(MidRecord& mid, bool puk) {
 
 void TrustedEnvironment::verify_pin(std::int64_t index, ByteView pin) {
     std::lock_guard lock(mutex_);
-    check_pin_format(pin, false);
+    check_pin_argument(pin, false, "pin");
     MidRecord m = require(index);
     if (!m.has_pin) {
         throw TeError(ErrorCode::InvalidArgument, "the MID has no PIN");
@@ -682,7 +780,8 @@ bool TrustedEnvironment::pin_verified(std::int64_t index) {
 
 void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteView new_pin) {
     std::lock_guard lock(mutex_);
-    check_pin_format(new_pin, false);
+    check_pin_argument(old_pin, false, "old_pin");
+    check_pin_argument(new_pin, false, "new_pin");
     verify_pin(index, old_pin);
     MidRecord m = require(index);
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
@@ -700,8 +799,8 @@ void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteVi
 
 void TrustedEnvironment::unblock_pin(std::int64_t index, ByteView puk, ByteView new_pin) {
     std::lock_guard lock(mutex_);
-    check_pin_format(puk, true);
-    check_pin_format(new_pin, false);
+    check_pin_argument(puk, true, "puk");
+    check_pin_argument(new_pin, false, "new_pin");
     MidRecord m = require(index);
     if (!m.has_puk) {
         throw TeError(ErrorCode::InvalidArgument, "the MID has no PUK");

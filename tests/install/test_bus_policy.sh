@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # The system bus policy policy/org.tresim1.conf, as written, loaded into a
-# private dbus-daemon that otherwise behaves like Debian's system bus:
+# private dbus-daemon that otherwise behaves like Debian's system bus, with
+# the real tresimd owning org.tresim1: it runs as the user tresim on a swtpm
+# manufactured with EK certificates, with the shipped policy/tresimd.conf
+# (authorization rules: authenticate = group:tresim, manage = root only;
+# polkit = auto, and no polkit runs on this bus, so the rules decide).
 #   - only the user tresim may own org.tresim1 (not root, not a member of
-#     the group tresim, not an unrelated user);
-#   - root and a member of the group tresim may call it and receive its
-#     signals;
-#   - an unrelated user may neither call it (by its name or its unique name)
-#     nor receive its signals.
-# bus_standin (bus_standin.cpp) stands in for tresimd as the name's owner.
+#     the group tresim, not an unrelated user), before and while tresimd
+#     owns it;
+#   - root and a member of the group tresim get real answers from tresimd
+#     (Manager properties, introspection, the object manager, an AKA on a MID
+#     root imported, checked against TS 35.208 set 1), or the daemon's own
+#     errors: UnknownObject for a MID that does not exist, and NotAuthorized
+#     for the member calling org.tresim1.manage methods without a rule;
+#   - an unrelated user gets org.freedesktop.DBus.Error.AccessDenied from the
+#     bus for every call (by the name or the unique name) and receives none
+#     of its signals, which root and the member receive.
+# bus_client (bus_client.cpp) tries to own the name, listens for signals and
+# makes the signed import.
 #
 # The user and group tresim come from systemd/tresim-sysusers.conf applied
 # with systemd-sysusers to a copy of /etc/passwd and /etc/group, which this
@@ -15,20 +25,24 @@
 # with two test users: tresimtest (in the group tresim) and tresimother (in
 # no group). Nothing on the host changes.
 #
-# Usage: test_bus_policy.sh BUS_STANDIN
-# Environment: TRESIM_SOURCE_ROOT. Must run as root: exit 77 otherwise, or
+# Usage: test_bus_policy.sh BUS_CLIENT TRESIMD
+# Environment: TRESIM_SOURCE_ROOT, TRESIM_VECTORS_DIR (default
+# $TRESIM_SOURCE_ROOT/tests/vectors). Must run as root: exit 77 otherwise, or
 # when a tool is missing; 99 when the harness itself breaks.
 set -uo pipefail
 
-standin_built=${1:?usage: test_bus_policy.sh BUS_STANDIN}
+client_built=${1:?usage: test_bus_policy.sh BUS_CLIENT TRESIMD}
+tresimd_built=${2:?usage: test_bus_policy.sh BUS_CLIENT TRESIMD}
 src=${TRESIM_SOURCE_ROOT:?}
+vectors=${TRESIM_VECTORS_DIR:-$src/tests/vectors}
 skip() {
     echo "SKIP: $*"
     exit 77
 }
 
 ((EUID == 0)) || skip "needs root (setpriv, a private mount namespace)"
-for tool in dbus-daemon dbus-send setpriv unshare mount systemd-sysusers getent timeout; do
+for tool in dbus-daemon dbus-send setpriv unshare mount systemd-sysusers getent timeout \
+    swtpm swtpm_setup swtpm_localca jq; do
     command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
 
@@ -39,8 +53,10 @@ if [[ -z "${TRESIM_BUS_POLICY_NS:-}" ]]; then
 fi
 
 failures=0
-fail() {
-    echo "FAIL: $*"
+fail() { # long replies are cut at 600 characters
+    local text="$*"
+    ((${#text} > 600)) && text="${text:0:600}..."
+    echo "FAIL: $text"
     failures=$((failures + 1))
 }
 pass() { echo "ok: $*"; }
@@ -48,10 +64,12 @@ pass() { echo "ok: $*"; }
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pids=()
+swtpm_pid=0
 cleanup() {
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null
     done
+    ((swtpm_pid > 0)) && kill "$swtpm_pid" 2>/dev/null
     wait 2>/dev/null
     rm -rf "$tmp"
 }
@@ -101,8 +119,11 @@ as() { # as WHO COMMAND...
 
 # --- a private bus like the system bus, with the project's policy ----------
 # The default policy is the one of Debian 12's /usr/share/dbus-1/system.conf.
-standin=$tmp/bus_standin
-cp "$standin_built" "$standin" && chmod 755 "$standin"
+# Copies every user can reach (the build tree may not be).
+client=$tmp/bus_client
+tresimd=$tmp/tresimd
+cp "$client_built" "$client" && cp "$tresimd_built" "$tresimd" && chmod 755 "$client" "$tresimd"
+cp "$src/policy/tresimd.conf" "$tmp/tresimd.conf" && chmod 644 "$tmp/tresimd.conf"
 cat >"$tmp/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -150,9 +171,9 @@ if grep -qi 'unknown' "$tmp/dbus.log"; then
 fi
 echo "bus: $address"
 
-# --- owning the name -------------------------------------------------------
+# --- nobody but tresim may own the name ----------------------------------------
 for who in root tresimtest other; do
-    out=$(as "$who" "$standin" own "$address" 2>&1)
+    out=$(as "$who" "$client" own "$address" 2>&1)
     rc=$?
     if [[ $rc == 3 ]]; then
         pass "$who cannot own org.tresim1 ($out)"
@@ -160,53 +181,198 @@ for who in root tresimtest other; do
         fail "$who: owning org.tresim1 gave exit $rc ($out), expected a refusal"
     fi
 done
-: >"$tmp/owner.out"
-as tresim "$standin" own "$address" >"$tmp/owner.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do
-    grep -q . "$tmp/owner.out" && break
-    sleep 0.1
+
+# --- a swtpm with EK certificates, as tests/integration/swtpm.cpp makes it ------
+mkdir -p "$tmp/tpm" "$tmp/ca"
+cat >"$tmp/swtpm-localca.conf" <<EOF2
+statedir = $tmp/ca
+signingkey = $tmp/ca/signkey.pem
+issuercert = $tmp/ca/issuercert.pem
+certserial = $tmp/ca/certserial
+EOF2
+printf '%s\n' "--platform-manufacturer tresim" "--platform-version 1.0" "--platform-model test" \
+    >"$tmp/swtpm-localca.options"
+cat >"$tmp/swtpm_setup.conf" <<EOF2
+create_certs_tool = $(command -v swtpm_localca)
+create_certs_tool_config = $tmp/swtpm-localca.conf
+create_certs_tool_options = $tmp/swtpm-localca.options
+active_pcr_banks = sha256
+EOF2
+if ! swtpm_setup --tpm2 --tpmstate "$tmp/tpm" --config "$tmp/swtpm_setup.conf" --create-ek-cert \
+    --lock-nvram --overwrite --pcr-banks sha1,sha256 >"$tmp/swtpm_setup.log" 2>&1; then
+    cat "$tmp/swtpm_setup.log"
+    echo "swtpm_setup failed"
+    exit 99
+fi
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 20); do # a free pair of ports outside the ephemeral range
+    port=$(((RANDOM % 10000) * 2 + 10000))
+    port_open "$port" || port_open $((port + 1)) || break
 done
-if grep -qx owned "$tmp/owner.out"; then
-    pass "tresim owns org.tresim1"
-else
-    cat "$tmp/owner.out"
-    fail "tresim could not own org.tresim1"
+swtpm socket --tpm2 --tpmstate dir="$tmp/tpm" --flags not-need-init,startup-clear \
+    --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --log file="$tmp/swtpm.log" &
+swtpm_pid=$!
+for _ in $(seq 100); do
+    port_open "$port" && break
+    kill -0 "$swtpm_pid" 2>/dev/null || break
+    sleep 0.05
+done
+if ! port_open "$port"; then
+    cat "$tmp/swtpm.log"
+    echo "swtpm did not open port $port"
+    exit 99
+fi
+tcti="swtpm:host=127.0.0.1,port=$port"
+
+# --- tresimd as the user tresim owns the name --------------------------------------
+mkdir -m 0700 "$tmp/state"
+chown tresim:tresim "$tmp/state"
+bus_call() { # bus_call METHOD ARGS... (root, to the bus daemon)
+    timeout 5 dbus-send --bus="$address" --print-reply=literal --dest=org.freedesktop.DBus \
+        /org/freedesktop/DBus "org.freedesktop.DBus.$1" "${@:2}" 2>&1 | tr -d ' '
+}
+DBUS_SYSTEM_BUS_ADDRESS=$address setpriv --reuid=tresim --regid=tresim --init-groups \
+    "$tresimd" --system --tcti "$tcti" --state-dir "$tmp/state" --config "$tmp/tresimd.conf" \
+    >"$tmp/tresimd.log" 2>&1 &
+tresimd_pid=$!
+pids+=("$tresimd_pid")
+owner=""
+for _ in $(seq 300); do
+    owner=$(bus_call GetNameOwner string:org.tresim1)
+    [[ $owner == :* ]] && break
+    kill -0 "$tresimd_pid" 2>/dev/null || break
+    sleep 0.05
+done
+if [[ $owner != :* ]]; then
+    cat "$tmp/tresimd.log"
+    fail "tresimd running as tresim did not take org.tresim1"
     echo "$failures check(s) failed"
     exit 1
 fi
-unique=$(dbus-send --bus="$address" --print-reply=literal --dest=org.freedesktop.DBus \
-    /org/freedesktop/DBus org.freedesktop.DBus.GetNameOwner string:org.tresim1 | tr -d ' ')
+owner_uid=$(bus_call GetConnectionUnixUser string:org.tresim1 | sed 's/^uint32//')
+if [[ $owner_uid == "$(id -u tresim)" ]]; then
+    pass "tresimd, running as tresim (UID $owner_uid), owns org.tresim1 as $owner"
+else
+    fail "org.tresim1 is owned by UID $owner_uid, not by tresim"
+fi
+out=$(as root "$client" own "$address" 2>&1)
+[[ $? == 3 ]] && pass "root still cannot take org.tresim1 from tresimd ($out)" ||
+    fail "root trying to take org.tresim1 from tresimd: $out"
 
-# --- calling it --------------------------------------------------------------
-call() { # call WHO DESTINATION METHOD
-    as "$1" dbus-send --bus="$address" --print-reply=literal --dest="$2" /org/tresim1 "$3" 2>&1
+# --- calling it ------------------------------------------------------------------------
+call() { # call WHO DESTINATION PATH METHOD ARGS...
+    as "$1" dbus-send --bus="$address" --print-reply=literal --dest="$2" "$3" "$4" \
+        "${@:5}" 2>&1
 }
-for who in root tresimtest; do
-    out=$(call "$who" org.tresim1 org.tresim1.Test.Ping)
-    if [[ "$(tr -d ' ' <<<"$out")" == pong ]]; then
-        pass "$who can call org.tresim1"
+expect_denied() { # expect_denied WHAT OUTPUT
+    if [[ "$2" == *org.freedesktop.DBus.Error.AccessDenied* ]]; then
+        pass "an unrelated user: $1 refused by the bus"
     else
-        fail "$who cannot call org.tresim1: $out"
+        fail "an unrelated user: $1 gave: $2"
     fi
+}
+expect_error() { # expect_error WHO WHAT ERROR OUTPUT
+    if [[ "$4" == *"Error $3"* ]]; then
+        pass "$1: $2 answered $3 by tresimd"
+    else
+        fail "$1: $2 gave: $4, expected $3"
+    fi
+}
+expect_answer() { # expect_answer WHO WHAT PATTERN OUTPUT
+    if [[ "$4" != Error* && "$4" == *$3* ]]; then
+        pass "$1: $2 answered"
+    else
+        fail "$1: $2 gave: $4, expected an answer with $3"
+    fi
+}
+manager=(org.tresim1 /org/tresim1)
+zeros16="array:byte:$(printf '0,%.0s' {1..15})0" # a RAND and an AUTN of the right length
+
+for who in root tresimtest; do
+    out=$(call "$who" "${manager[@]}" org.freedesktop.DBus.Properties.GetAll string:org.tresim1.Manager)
+    expect_answer "$who" "Manager GetAll" "TpmManufacturer variant IBM" "$(tr -s ' \n' ' ' <<<"$out")"
+    out=$(call "$who" "${manager[@]}" org.freedesktop.DBus.Introspectable.Introspect)
+    expect_answer "$who" "Introspect" '<interface name="org.tresim1.Manager">' "$out"
+    out=$(call "$who" org.tresim1 /org/tresim1/mid/999 org.tresim1.Usim.Authenticate \
+        "$zeros16" "$zeros16")
+    expect_error "$who" "Authenticate on a MID that does not exist" \
+        org.freedesktop.DBus.Error.UnknownObject "$out"
 done
-for dest in org.tresim1 "$unique"; do
-    for method in org.tresim1.Test.Ping org.freedesktop.DBus.Introspectable.Introspect; do
-        out=$(call other "$dest" "$method")
-        if [[ "$out" == *org.freedesktop.DBus.Error.AccessDenied* ]]; then
-            pass "an unrelated user cannot call $method on $dest"
-        else
-            fail "an unrelated user calling $method on $dest got: $out"
-        fi
+out=$(call root "${manager[@]}" org.tresim1.Manager.GetPlatformState)
+pcrs=$(grep -o 'uint32 [0-9]*' <<<"$out" | tr '\n' ' ')
+if [[ $pcrs == "uint32 0 uint32 2 uint32 4 uint32 7 " ]]; then
+    pass "root: GetPlatformState (org.tresim1.manage) answered PCRs 0, 2, 4, 7"
+else
+    fail "root: GetPlatformState gave: $out"
+fi
+out=$(call tresimtest "${manager[@]}" org.tresim1.Manager.GetPlatformState)
+expect_error tresimtest "GetPlatformState (org.tresim1.manage, no rule)" \
+    org.tresim1.Error.NotAuthorized "$out"
+for dest in org.tresim1 "$owner"; do
+    for method in org.freedesktop.DBus.Introspectable.Introspect \
+        org.freedesktop.DBus.ObjectManager.GetManagedObjects org.tresim1.Manager.GetPlatformState; do
+        expect_denied "$method on $dest" "$(call other "$dest" /org/tresim1 "$method")"
     done
+    expect_denied "Manager GetAll on $dest" "$(call other "$dest" /org/tresim1 \
+        org.freedesktop.DBus.Properties.GetAll string:org.tresim1.Manager)"
 done
 
-# --- its signals ---------------------------------------------------------------
+# --- a MID: root imports and activates it, the member authenticates ------------------
+# TS 35.208 test set 1. The profile's SQN is one SEQ below the set's in the same
+# IND slot (5 IND bits), so that the set's SQN is fresh.
+v=$(jq -c '.milenage[0]' "$vectors/milenage.json")
+field() { jq -r ".$1" <<<"$v"; }
+sqn=$((16#$(field sqn)))
+printf '{"iccid":"89490200000030000017","imsi":"262011000000017","label":"bus policy",
+ "algorithm":"milenage","k":"%s","opc":"%s","amf":"%s","sqn":"%012x"}\n' \
+    "$(field k)" "$(field opc)" "$(field amf)" $((sqn - 32)) >"$tmp/profile.json"
+mid=$(as root "$client" import "$address" "$tmp/profile.json" 2>&1)
+rm -f "$tmp/profile.json"
+if [[ $mid != /org/tresim1/mid/* ]]; then
+    fail "root could not import a MID: $mid"
+    mid=/org/tresim1/mid/1
+fi
+out=$(call root org.tresim1 "$mid" org.tresim1.Mid.Activate uint32:0)
+[[ -z $out ]] && pass "root: Activate (org.tresim1.manage) done" || fail "root: Activate gave: $out"
+bytes() { sed 's/../0x&,/g; s/,$//' <<<"$1"; } # hex -> dbus-send byte list
+autn=$(printf '%012x' $((sqn ^ 16#$(field f5))))$(field amf)$(field f1)
+aka=(org.tresim1.Usim.Authenticate "array:byte:$(bytes "$(field rand)")" "array:byte:$(bytes "$autn")")
+expect_denied "Authenticate on $mid" "$(call other org.tresim1 "$mid" "${aka[@]}")"
+out=$(call tresimtest org.tresim1 "$mid" "${aka[@]}")
+flat() { sed 's/array of bytes//; s/array//' <<<"$1" | tr -d ' \n[]'; } # result and hex
+got=$(flat "$out")
+want="success$(field f2)$(field f3)$(field f4)"
+if [[ $got == "$want" ]]; then
+    pass "tresimtest: Authenticate (org.tresim1.authenticate by group:tresim): RES, CK, IK of TS 35.208 set 1"
+else
+    fail "tresimtest: Authenticate gave: $out (expected $want)"
+fi
+# The same AUTN again: a synchronisation failure whose AUTS starts with
+# SQN_MS (the set's SQN, just accepted) XOR AK* (f5*).
+out=$(call root org.tresim1 "$mid" "${aka[@]}")
+want="sync-failure$(printf '%012x' $((sqn ^ 16#$(field f5star))))"
+if [[ $(flat "$out") == "$want"???????????????? ]]; then
+    pass "root: Authenticate, the same AUTN again: sync-failure with the AUTS of SQN_MS"
+else
+    fail "root: Authenticate, the same AUTN again, gave: $out (expected $want + MAC-S)"
+fi
+out=$(call tresimtest org.tresim1 "$mid" org.tresim1.Mid.Deactivate)
+expect_error tresimtest "Deactivate (org.tresim1.manage, no rule)" org.tresim1.Error.NotAuthorized "$out"
+out=$(call tresimtest org.tresim1 "$mid" org.freedesktop.DBus.Properties.Get \
+    string:org.tresim1.Mid string:State)
+[[ $(tr -s ' \n' ' ' <<<"$out") == *"variant active"* ]] &&
+    pass "tresimtest: the MID is still active after the refused Deactivate" ||
+    fail "tresimtest: the MID's State after the refused Deactivate: $out"
+expect_denied "Properties.Get on $mid" "$(call other org.tresim1 "$mid" \
+    org.freedesktop.DBus.Properties.Get string:org.tresim1.Mid string:State)"
+
+# --- its signals ------------------------------------------------------------------------
 listeners=(root tresimtest other)
 declare -A listener_pid
 for who in "${listeners[@]}"; do
     : >"$tmp/listen.$who"
-    as "$who" "$standin" listen "$address" 3000 >"$tmp/listen.$who" 2>&1 &
+    as "$who" "$client" listen "$address" 3000 >"$tmp/listen.$who" 2>&1 &
     listener_pid[$who]=$!
     pids+=($!)
 done
@@ -216,20 +382,31 @@ for who in "${listeners[@]}"; do
         sleep 0.1
     done
 done
-call root org.tresim1 org.tresim1.Test.Emit >/dev/null || fail "root could not make the stand-in emit"
+out=$(call root org.tresim1 "$mid" org.tresim1.Mid.Deactivate) # PropertiesChanged
+[[ -z $out ]] || fail "root: Deactivate gave: $out"
 for who in "${listeners[@]}"; do
     wait "${listener_pid[$who]}"
     rc=$?
     expected=0
     [[ $who == other ]] && expected=1
     if [[ $rc == "$expected" ]]; then
-        pass "$who: signal $( ((expected == 0)) && echo received || echo not received)"
+        pass "$who: tresimd's signal $( ((expected == 0)) && echo received || echo not received)"
     else
         fail "$who: listener exit $rc, expected $expected: $(tr '\n' ' ' <"$tmp/listen.$who")"
     fi
 done
 
-call root org.tresim1 org.tresim1.Test.Quit >/dev/null
+# --- a clean stop -------------------------------------------------------------------------
+kill -TERM "$tresimd_pid"
+wait "$tresimd_pid"
+rc=$?
+[[ $rc == 0 ]] && pass "tresimd stopped cleanly on SIGTERM" || {
+    cat "$tmp/tresimd.log"
+    fail "tresimd exited with $rc on SIGTERM"
+}
+if grep -Eqi "$(field k)|$(field opc)|$(field f2)|$(field f3)" "$tmp/tresimd.log"; then
+    fail "tresimd's log holds a secret"
+fi
 
 if ((failures > 0)); then
     echo "$failures check(s) failed"

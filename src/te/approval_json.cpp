@@ -1,4 +1,4 @@
-#include "approval.hpp"
+#include "approval_json.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -9,17 +9,17 @@
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 
-#include "te/errors.hpp"
+#include "errors.hpp"
 #include "tpm/policy.hpp"
 #include "usim/bytes.hpp"
 
-namespace tresim::daemon {
+namespace tresim::te {
 namespace {
 
 using nlohmann::json;
 
 [[noreturn]] void bad(const std::string& field, const std::string& reason) {
-    throw te::TeError(te::ErrorCode::InvalidArgument, "approval: " + field + " " + reason);
+    throw TeError(ErrorCode::InvalidArgument, "approval: " + field + " " + reason);
 }
 
 struct EcdsaSigFree {
@@ -47,6 +47,30 @@ TPMT_SIGNATURE signature_from_der(const Bytes& der) {
     }
     out.signature.ecdsa.signatureR.size = 32;
     out.signature.ecdsa.signatureS.size = 32;
+    return out;
+}
+
+// TPMT_SIGNATURE (ECDSA) -> DER ECDSA-Sig-Value.
+Bytes signature_to_der(const TPMT_SIGNATURE& signature) {
+    if (signature.sigAlg != TPM2_ALG_ECDSA) {
+        bad("signature", "is not an ECDSA signature");
+    }
+    std::unique_ptr<ECDSA_SIG, EcdsaSigFree> sig(ECDSA_SIG_new());
+    BIGNUM* r = BN_bin2bn(signature.signature.ecdsa.signatureR.buffer,
+                          signature.signature.ecdsa.signatureR.size, nullptr);
+    BIGNUM* s = BN_bin2bn(signature.signature.ecdsa.signatureS.buffer,
+                          signature.signature.ecdsa.signatureS.size, nullptr);
+    if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+        bad("signature", "cannot be encoded");
+    }
+    const int len = i2d_ECDSA_SIG(sig.get(), nullptr);
+    Bytes out(static_cast<std::size_t>(len > 0 ? len : 0));
+    unsigned char* p = out.data();
+    if (len <= 0 || i2d_ECDSA_SIG(sig.get(), &p) != len) {
+        bad("signature", "cannot be encoded");
+    }
     return out;
 }
 
@@ -90,10 +114,10 @@ ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& 
     try {
         doc = json::parse(text);
     } catch (const json::exception&) {
-        throw te::TeError(te::ErrorCode::InvalidArgument, "approval: not a JSON document");
+        throw TeError(ErrorCode::InvalidArgument, "approval: not a JSON document");
     }
     if (!doc.is_object()) {
-        throw te::TeError(te::ErrorCode::InvalidArgument, "approval: not a JSON object");
+        throw TeError(ErrorCode::InvalidArgument, "approval: not a JSON object");
     }
     static const std::set<std::string> known = {
         "format", "authority", "pcrs", "auth_value", "policy_ref", "signature", "approved_policy"};
@@ -123,7 +147,7 @@ ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& 
         return out; // reference form: format and authority only
     }
 
-    te::MidApproval a;
+    MidApproval a;
     a.authority = out.authority;
     const json& pcrs = field(doc, "pcrs", json::value_t::object, "an object");
     for (const auto& [key, value] : pcrs.items()) {
@@ -180,7 +204,7 @@ ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& 
             bad("policy_ref", "is longer than 32 bytes");
         }
     }
-    a.approved_policy = te::approved_policy_for(a.pcrs, a.auth_value);
+    a.approved_policy = approved_policy_for(a.pcrs, a.auth_value);
     if (const auto it = doc.find("approved_policy"); it != doc.end()) {
         if (!it->is_string() || hex_field(*it, "approved_policy") != a.approved_policy) {
             bad("approved_policy", "does not match the digest of pcrs and auth_value");
@@ -189,11 +213,42 @@ ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& 
     const json& sig = field(doc, "signature", json::value_t::string, "a hex string");
     a.signature = signature_from_der(hex_field(sig, "signature"));
     if (!authority->verify_policy(a.approved_policy, a.policy_ref, a.signature)) {
-        throw te::TeError(te::ErrorCode::PolicyDenied,
-                          "approval: the signature does not verify with the authority's key");
+        throw TeError(ErrorCode::PolicyDenied,
+                      "approval: the signature does not verify with the authority's key");
     }
     out.approval = std::move(a);
     return out;
 }
 
-} // namespace tresim::daemon
+nlohmann::json approval_to_json(const MidApproval& approval) {
+    const tpm::PolicyAuthority authority =
+        tpm::PolicyAuthority::from_public(approval.authority.publicArea);
+    json values = json::object();
+    for (const auto& [index, value] : approval.pcrs.values) {
+        values[std::to_string(index)] = hex_encode(value);
+    }
+    std::string bank;
+    switch (approval.pcrs.bank) {
+    case TPM2_ALG_SHA1:
+        bank = "sha1";
+        break;
+    case TPM2_ALG_SHA384:
+        bank = "sha384";
+        break;
+    case TPM2_ALG_SHA512:
+        bank = "sha512";
+        break;
+    default:
+        bank = "sha256";
+        break;
+    }
+    return {{"format", "tresim-approval-1"},
+            {"authority", authority.public_pem()},
+            {"pcrs", {{"bank", bank}, {"values", values}}},
+            {"auth_value", approval.auth_value},
+            {"policy_ref", hex_encode(approval.policy_ref)},
+            {"approved_policy", hex_encode(approval.approved_policy)},
+            {"signature", hex_encode(signature_to_der(approval.signature))}};
+}
+
+} // namespace tresim::te
