@@ -10,6 +10,7 @@
 #include <openssl/ecdsa.h>
 
 #include "errors.hpp"
+#include "tpm/keys.hpp"
 #include "tpm/policy.hpp"
 #include "usim/bytes.hpp"
 
@@ -249,6 +250,73 @@ nlohmann::json approval_to_json(const MidApproval& approval) {
             {"policy_ref", hex_encode(approval.policy_ref)},
             {"approved_policy", hex_encode(approval.approved_policy)},
             {"signature", hex_encode(signature_to_der(approval.signature))}};
+}
+
+// ---- the registry's stored form ---------------------------------------------
+
+namespace {
+
+json encode_pcrs(const tpm::PcrValues& v) {
+    json values = json::object();
+    for (const auto& [pcr, value] : v.values) {
+        values[std::to_string(pcr)] = hex_encode(value);
+    }
+    return {{"bank", v.bank}, {"values", values}};
+}
+
+tpm::PcrValues decode_pcrs(const json& j) {
+    tpm::PcrValues v;
+    v.bank = j.at("bank").get<TPMI_ALG_HASH>();
+    for (const auto& [pcr, value] : j.at("values").items()) {
+        v.values[static_cast<unsigned>(std::stoul(pcr))] =
+            hex_decode(value.get<std::string>(), "pcr-value");
+    }
+    return v;
+}
+
+} // namespace
+
+Bytes encode_stored_approval(const MidApproval& a) {
+    const json j = {{"pcrs", encode_pcrs(a.pcrs)},
+                    {"auth_value", a.auth_value},
+                    {"approved_policy", hex_encode(a.approved_policy)},
+                    {"policy_ref", hex_encode(a.policy_ref)},
+                    {"authority", hex_encode(tpm::marshal_public(a.authority))},
+                    {"signature", hex_encode(tpm::marshal_signature(a.signature))}};
+    const std::string text = j.dump();
+    return Bytes(text.begin(), text.end());
+}
+
+MidApproval decode_stored_approval(ByteView b) {
+    try {
+        const json j = json::parse(b.begin(), b.end());
+        MidApproval a;
+        a.pcrs = decode_pcrs(j.at("pcrs"));
+        a.auth_value = j.at("auth_value");
+        a.approved_policy = hex_decode(j.at("approved_policy").get<std::string>(), "approval");
+        a.policy_ref = hex_decode(j.at("policy_ref").get<std::string>(), "approval");
+        a.authority = tpm::unmarshal_public(
+            hex_decode(j.at("authority").get<std::string>(), "approval"), "approval");
+        a.signature = tpm::unmarshal_signature(
+            hex_decode(j.at("signature").get<std::string>(), "approval"), "approval");
+        return a;
+    } catch (const std::exception& e) {
+        throw TeError(ErrorCode::StateCorrupt,
+                      std::string("a stored approval is unreadable: ") + e.what());
+    }
+}
+
+bool same_pcr_values(const tpm::PcrValues& approved, const tpm::PcrValues& current) {
+    if (approved.bank != current.bank) {
+        return false;
+    }
+    for (const auto& [pcr, value] : approved.values) {
+        const auto it = current.values.find(pcr);
+        if (it == current.values.end() || it->second != value) {
+            return false;
+        }
+    }
+    return true;
 }
 
 } // namespace tresim::te

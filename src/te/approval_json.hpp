@@ -30,4 +30,12 @@ ParsedApproval parse_approval(const std::string& json, const tpm::PcrSelection& 
 // The JSON form of a complete approval (what parse_approval reads back).
 nlohmann::json approval_to_json(const MidApproval& approval);
 
+// The form in which the registry stores an approval (its TPM structures
+// marshalled, not PEM/DER): StateCorrupt when a stored one is unreadable.
+Bytes encode_stored_approval(const MidApproval& approval);
+MidApproval decode_stored_approval(ByteView stored);
+
+// Whether every PCR the approval names has its approved value in `current`.
+bool same_pcr_values(const tpm::PcrValues& approved, const tpm::PcrValues& current);
+
 } // namespace tresim::te

@@ -32,36 +32,6 @@ constexpr const char* kAkPrivateKey = "ak_private";
     throw TeError(ErrorCode::InvalidArgument, what);
 }
 
-// The stored form of an approval: the same encoding as te.cpp's
-// encode_approval (which te.cpp's decode_approval reads back).
-Bytes encode_approval(const MidApproval& a) {
-    json values = json::object();
-    for (const auto& [pcr, value] : a.pcrs.values) {
-        values[std::to_string(pcr)] = hex_encode(value);
-    }
-    const json j = {{"pcrs", {{"bank", a.pcrs.bank}, {"values", values}}},
-                    {"auth_value", a.auth_value},
-                    {"approved_policy", hex_encode(a.approved_policy)},
-                    {"policy_ref", hex_encode(a.policy_ref)},
-                    {"authority", hex_encode(tpm::marshal_public(a.authority))},
-                    {"signature", hex_encode(tpm::marshal_signature(a.signature))}};
-    const std::string text = j.dump();
-    return Bytes(text.begin(), text.end());
-}
-
-bool same_values(const tpm::PcrValues& approved, const tpm::PcrValues& current) {
-    if (approved.bank != current.bank) {
-        return false;
-    }
-    for (const auto& [pcr, value] : approved.values) {
-        const auto it = current.values.find(pcr);
-        if (it == current.values.end() || it->second != value) {
-            return false;
-        }
-    }
-    return true;
-}
-
 const json& field(const json& body, const char* name) {
     if (!body.is_object() || !body.contains(name)) {
         invalid(std::string("body: ") + name + ": is missing");
@@ -244,7 +214,8 @@ void TrustedEnvironment::store_approval_locked(const MidApproval& approval,
     }
     const Bytes name = tpm::object_name(approval.authority.publicArea);
     current_approval_.clear();
-    registry_->put_approval(name, false, approval.approved_policy, encode_approval(approval));
+    registry_->put_approval(name, false, approval.approved_policy,
+                            encode_stored_approval(approval));
     audit_->append(AuditType::PolicyUpdate, std::nullopt,
                    {{"authority", hex_encode(name)},
                     {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))},
@@ -252,7 +223,7 @@ void TrustedEnvironment::store_approval_locked(const MidApproval& approval,
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
     for (MidRecord& m : registry_->list()) {
         if (m.state == MidState::Suspended && m.authority == name && !m.has_pin &&
-            same_values(approval.pcrs, now)) {
+            same_pcr_values(approval.pcrs, now)) {
             m.state = MidState::Active;
             registry_->update(m);
             audit_->append(

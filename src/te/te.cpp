@@ -12,6 +12,7 @@
 
 #include <openssl/rand.h>
 
+#include "approval_json.hpp"
 #include "pin.hpp"
 #include "tpm/error.hpp"
 #include "tpm/keys.hpp"
@@ -73,69 +74,8 @@ SecretBytes load_or_create_secret(const std::string& dir, bool may_create) {
     return s;
 }
 
-json encode_pcrs(const tpm::PcrValues& v) {
-    json values = json::object();
-    for (const auto& [pcr, value] : v.values) {
-        values[std::to_string(pcr)] = hex_encode(value);
-    }
-    return {{"bank", v.bank}, {"values", values}};
-}
-
-tpm::PcrValues decode_pcrs(const json& j) {
-    tpm::PcrValues v;
-    v.bank = j.at("bank").get<TPMI_ALG_HASH>();
-    for (const auto& [pcr, value] : j.at("values").items()) {
-        v.values[static_cast<unsigned>(std::stoul(pcr))] =
-            hex_decode(value.get<std::string>(), "pcr-value");
-    }
-    return v;
-}
-
-Bytes encode_approval(const MidApproval& a) {
-    const json j = {{"pcrs", encode_pcrs(a.pcrs)},
-                    {"auth_value", a.auth_value},
-                    {"approved_policy", hex_encode(a.approved_policy)},
-                    {"policy_ref", hex_encode(a.policy_ref)},
-                    {"authority", hex_encode(tpm::marshal_public(a.authority))},
-                    {"signature", hex_encode(tpm::marshal_signature(a.signature))}};
-    const std::string text = j.dump();
-    return Bytes(text.begin(), text.end());
-}
-
-MidApproval decode_approval(ByteView b) {
-    try {
-        const json j = json::parse(b.begin(), b.end());
-        MidApproval a;
-        a.pcrs = decode_pcrs(j.at("pcrs"));
-        a.auth_value = j.at("auth_value");
-        a.approved_policy = hex_decode(j.at("approved_policy").get<std::string>(), "approval");
-        a.policy_ref = hex_decode(j.at("policy_ref").get<std::string>(), "approval");
-        a.authority = tpm::unmarshal_public(
-            hex_decode(j.at("authority").get<std::string>(), "approval"), "approval");
-        a.signature = tpm::unmarshal_signature(
-            hex_decode(j.at("signature").get<std::string>(), "approval"), "approval");
-        return a;
-    } catch (const std::exception& e) {
-        throw TeError(ErrorCode::StateCorrupt,
-                      std::string("a stored approval is unreadable: ") + e.what());
-    }
-}
-
 Bytes authority_name(const TPM2B_PUBLIC& authority) {
     return tpm::object_name(authority.publicArea);
-}
-
-bool same_values(const tpm::PcrValues& approved, const tpm::PcrValues& current) {
-    if (approved.bank != current.bank) {
-        return false;
-    }
-    for (const auto& [pcr, value] : approved.values) {
-        const auto it = current.values.find(pcr);
-        if (it == current.values.end() || it->second != value) {
-            return false;
-        }
-    }
-    return true;
 }
 
 std::string mid_label(const MidRecord& m) {
@@ -206,13 +146,13 @@ void store_approval(Registry& registry, AuditLog& audit, const MidApproval& appr
                     const tpm::PcrValues& now) {
     const Bytes name = authority_name(approval.authority);
     registry.put_approval(name, approval.auth_value, approval.approved_policy,
-                          encode_approval(approval));
+                          encode_stored_approval(approval));
     audit.append(AuditType::PolicyUpdate, std::nullopt,
                  {{"authority", hex_encode(name)},
                   {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
     for (MidRecord& m : registry.list()) {
         if (m.state == MidState::Suspended && m.authority == name &&
-            m.has_pin == approval.auth_value && same_values(approval.pcrs, now)) {
+            m.has_pin == approval.auth_value && same_pcr_values(approval.pcrs, now)) {
             m.state = MidState::Active;
             registry.update(m);
             audit.append(AuditType::LifecycleChange, mid_label(m),
@@ -307,8 +247,8 @@ std::optional<MidApproval> TrustedEnvironment::approval_for(const Bytes& name, b
                                                             const tpm::PcrValues& current) {
     std::optional<MidApproval> newest;
     for (const Bytes& encoded : registry_->approvals(name, auth_value)) {
-        MidApproval a = decode_approval(encoded);
-        if (same_values(a.pcrs, current)) {
+        MidApproval a = decode_stored_approval(encoded);
+        if (same_pcr_values(a.pcrs, current)) {
             return a;
         }
         if (!newest) {
@@ -347,7 +287,7 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     const bool has_pin = p.pin.has_value();
     std::optional<MidApproval> a = approval_for(name, has_pin, now);
     if (approval && approval->auth_value == has_pin &&
-        (same_values(approval->pcrs, now) || !a || !same_values(a->pcrs, now))) {
+        (same_pcr_values(approval->pcrs, now) || !a || !same_pcr_values(a->pcrs, now))) {
         a = *approval; // the newest, as if stored first
     }
     if (!a) {
