@@ -23,6 +23,7 @@
 #include "tpm/error.hpp"
 #include "tpm/keys.hpp"
 #include "usim/bytes.hpp"
+#include "usim/secret.hpp"
 
 namespace tresim::daemon {
 namespace {
@@ -147,6 +148,13 @@ int run(int argc, char** argv) {
     }
     o.config_given = app.count("--config") > 0;
     log_init(o.verbose);
+    // Every SecretBytes (PINs, unsealed K in sealed mode, parsed profiles) comes
+    // from OpenSSL's secure heap: locked, out of core dumps, wiped on free. Without
+    // this call CRYPTO_secure_malloc falls back to the ordinary heap.
+    if (!secure_heap_init(256 * 1024)) {
+        log(LOG_WARNING, "the secure heap could not be locked into memory (RLIMIT_MEMLOCK?): "
+                         "secrets stay wiped on release but may be swapped out");
+    }
 
     // Start-up: any failure here is one line and EX_CONFIG.
     Config config;
