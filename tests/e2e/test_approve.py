@@ -19,6 +19,7 @@ import copy
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import stat
@@ -43,20 +44,26 @@ def approve(*args):
     return run([APPROVE] + list(args))
 
 
-def free_port_pair():
-    """A port P with P and P + 1 free (the swtpm TCTI uses P + 1 for control)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
+def bindable(port):
+    """Whether `port` can be bound on loopback with SO_REUSEADDR, as swtpm binds."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
+            s.bind(("127.0.0.1", port))
         except OSError:
-            continue
+            return False
+    return True
+
+
+def free_port_pair():
+    """A port P with P and P + 1 free (the swtpm TCTI uses P + 1 for control),
+    picked at random outside the kernel's ephemeral range: next to a fresh
+    ephemeral port sit the TIME_WAIT sockets of the tests running beside this
+    one (tests/integration/swtpm.cpp does the same)."""
+    for _ in range(200):
+        port = random.randrange(10000, 30000, 2)
+        if bindable(port) and bindable(port + 1):
+            return port
     raise RuntimeError("no free port pair")
 
 
