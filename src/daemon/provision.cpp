@@ -501,6 +501,8 @@ SessionOutcome run_session(te::TrustedEnvironment& te, const TePolicy& policy,
         if (!verdict.value("validated", false)) {
             throw SessionError("bad-reply", "the evidence reply does not say validated");
         }
+        te.record_platform_validation(server->url, true, "validated",
+                                      "the server validated the platform state");
         progress("validated");
 
         std::vector<std::string> instructions;
@@ -599,14 +601,10 @@ SessionOutcome run_session(te::TrustedEnvironment& te, const TePolicy& policy,
             // The server's refusal (platform validation, EK, codes) goes into
             // the TE's audit log as well: both sides keep a record of it.
             try {
-                te::InstructionResult r;
-                r.status = "refused";
-                r.error = e.nick.substr(0, 64);
-                r.message = std::string("the server refused the session: ") + e.what();
-                te.record_refusal(request.server.empty() && !policy.servers.empty()
-                                      ? policy.servers.front().url
-                                      : request.server,
-                                  r);
+                te.record_platform_validation(
+                    request.server.empty() && !policy.servers.empty() ? policy.servers.front().url
+                                                                      : request.server,
+                    false, e.nick, std::string("the server refused the session: ") + e.what());
             } catch (const std::exception& a) {
                 log(LOG_ERR,
                     std::string("cannot record the refusal in the audit log: ") + a.what());

@@ -585,6 +585,17 @@ void TrustedEnvironment::record_refusal(const std::string& server,
                     {"message", refusal.message.substr(0, 300)}});
 }
 
+void TrustedEnvironment::record_platform_validation(const std::string& server, bool validated,
+                                                    const std::string& reason,
+                                                    const std::string& message) {
+    std::lock_guard lock(mutex_);
+    audit_->record(AuditType::PlatformValidation, std::nullopt,
+                   {{"server", server.substr(0, 300)},
+                    {"validated", validated},
+                    {"reason", reason.substr(0, 64)},
+                    {"message", message.substr(0, 300)}});
+}
+
 InstructionResult TrustedEnvironment::execute_instruction(const Instruction& in, std::int64_t now) {
     std::lock_guard lock(mutex_);
     InstructionResult result;

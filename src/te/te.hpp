@@ -204,6 +204,13 @@ public:
     // foreign device, ...) in the audit log. Changes nothing else.
     void record_refusal(const std::string& server, const InstructionResult& refusal);
 
+    // Records the server's verdict on this TE's attestation (hello, sync,
+    // evidence) as a platform-validation audit record: `validated`, or the
+    // server's refusal nick ("platform-mismatch", "unknown-ek-ca",
+    // "wrong-confirmation", ...) and its message. Changes nothing else.
+    void record_platform_validation(const std::string& server, bool validated,
+                                    const std::string& reason, const std::string& message);
+
     // Confirms a switched-to MID (Mid.ConfirmActivation): its switch no longer
     // falls back. InvalidArgument when the MID has no pending switch.
     void confirm_activation(std::int64_t index);

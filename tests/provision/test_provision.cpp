@@ -652,8 +652,9 @@ TEST_F(Provisioning, AnActivationCodeProvisionsAMidThatAuthenticatesWithTheOpera
     MidProxy(calls(), path).Activate(0);
     expect_aka(path, set, 0x20);
     MidProxy(calls(), path).Deactivate();
-    // The PS knows the MID is there.
+    // The PS knows the MID is there; the TE recorded the server's verdict.
     EXPECT_GE(world->ps->audited(world->identity, "ok", "results"), 1u);
+    EXPECT_GE(te_audited("platform-validation", "\"validated\":true"), 1u);
     // The code is spent.
     const Job again = provision_job(world->ps->url(), code, "4711");
     EXPECT_EQ(again.state, "failed");
@@ -706,7 +707,7 @@ TEST_F(Provisioning, AnEkCertificateFromAnUnknownCaIsRefusedAndNothingIsDelivere
     EXPECT_EQ(mids_now(), before);
     EXPECT_EQ(world->ps_no_ca->audited(world->identity, "unknown-ek-ca", "hello"), 1u);
     EXPECT_EQ(world->ps_no_ca->subscription_state(sub.body.at("id")), "registered");
-    EXPECT_EQ(te_audited("instruction-refused", "unknown-ek-ca"), 1u);
+    EXPECT_EQ(te_audited("platform-validation", "unknown-ek-ca"), 1u);
 }
 
 TEST_F(Provisioning, WrongConfirmationCodesAreCountedAndTheThirdLocksTheCode) {
@@ -725,8 +726,8 @@ TEST_F(Provisioning, WrongConfirmationCodesAreCountedAndTheThirdLocksTheCode) {
     EXPECT_EQ(mids_now(), before);
     EXPECT_EQ(world->ps->audited(world->identity, "wrong-confirmation", "hello"), 3u);
     EXPECT_EQ(world->ps->audited(world->identity, "code-locked", "hello"), 1u);
-    EXPECT_EQ(te_audited("instruction-refused", "wrong-confirmation"), 3u);
-    EXPECT_EQ(te_audited("instruction-refused", "code-locked"), 1u);
+    EXPECT_EQ(te_audited("platform-validation", "wrong-confirmation"), 3u);
+    EXPECT_EQ(te_audited("platform-validation", "code-locked"), 1u);
 }
 
 // Instructions a correct server never sends, from the rogue server, signed by
@@ -843,7 +844,7 @@ TEST_F(Provisioning, APlatformOutsideTheReferenceIsRefusedNamingThePcr) {
     EXPECT_EQ(j.error, "platform-mismatch") << j.message;
     EXPECT_NE(j.message.find("PCR 7 "), std::string::npos) << j.message;
     EXPECT_EQ(world->ps->audited(world->identity, "platform-mismatch", "evidence"), 1u);
-    EXPECT_EQ(te_audited("instruction-refused", "platform-mismatch"), 1u);
+    EXPECT_EQ(te_audited("platform-validation", "platform-mismatch"), 1u);
     // Nothing delivered (the MIDs now wait for a policy for the new state).
     EXPECT_TRUE(mid_path(iccid(n)).empty());
     EXPECT_EQ(mids_now().size(), before.size());
