@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "collecting_reporter.hpp"
 #include "manager_proxy.h"
 #include "mid_proxy.h"
 #include "swtpm.hpp"
@@ -519,70 +520,6 @@ struct OverDbus {
 
 // ---- Reporting ----------------------------------------------------------------------------
 
-double to_us(double t, benchmark::TimeUnit unit) {
-    switch (unit) {
-    case benchmark::kNanosecond:
-        return t / 1e3;
-    case benchmark::kMicrosecond:
-        return t;
-    case benchmark::kMillisecond:
-        return t * 1e3;
-    case benchmark::kSecond:
-        return t * 1e6;
-    }
-    return t;
-}
-
-// Shows the results as the default display reporter does and keeps each
-// benchmark's real time per iteration (median of the repetitions, else mean).
-class CollectingReporter final : public benchmark::BenchmarkReporter {
-public:
-    CollectingReporter() : inner_(benchmark::CreateDefaultDisplayReporter()) {}
-    bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) {
-                continue;
-            }
-            Times& t = times_[run.run_name.function_name];
-            const double real = to_us(run.GetAdjustedRealTime(), run.time_unit);
-            if (run.run_type == Run::RT_Aggregate) {
-                if (run.aggregate_name == "median") {
-                    t.median = real;
-                }
-            } else {
-                t.sum += real;
-                ++t.runs;
-            }
-        }
-        inner_->ReportRuns(runs);
-    }
-    void Finalize() override { inner_->Finalize(); }
-
-    std::optional<double> us(const std::string& name) const {
-        const auto it = times_.find(name);
-        if (it == times_.end()) {
-            return std::nullopt;
-        }
-        if (it->second.median) {
-            return it->second.median;
-        }
-        if (it->second.runs == 0) {
-            return std::nullopt;
-        }
-        return it->second.sum / it->second.runs;
-    }
-
-private:
-    struct Times {
-        std::optional<double> median;
-        double sum = 0;
-        int runs = 0;
-    };
-    benchmark::BenchmarkReporter* inner_; // owned by the benchmark library
-    std::map<std::string, Times> times_;
-};
-
 std::string cell(std::optional<double> v, int decimals) {
     if (!v) {
         return "n/a";
@@ -715,7 +652,7 @@ int run(int argc, char** argv) {
                                  [&remote](benchmark::State& s) { remote.bench_property(s); })
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
-    CollectingReporter reporter;
+    tresim::bench::CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
     std::fflush(stdout);
@@ -746,9 +683,9 @@ int run(int argc, char** argv) {
         mean_of(paired.local_cpu), paired.bus_cpu, mean_of(paired.client_cpu),
         paired.get_wall.size(), median_of(paired.get_wall), quantile(paired.get_wall, 0.9),
         paired.get_daemon_cpu, paired.get_bus_cpu,
-        cell(reporter.us("BM_InProcessAuthenticate"), 0).c_str(),
-        cell(reporter.us("BM_DbusAuthenticate"), 0).c_str(),
-        cell(reporter.us("BM_DbusPropertyGet"), 0).c_str());
+        cell(reporter.real_us("BM_InProcessAuthenticate"), 0).c_str(),
+        cell(reporter.real_us("BM_DbusAuthenticate"), 0).c_str(),
+        cell(reporter.real_us("BM_DbusPropertyGet"), 0).c_str());
 
     std::printf("\nStart-up to READY=1 (fork+exec to the notification), ms: first start on an "
                 "empty state folder %.0f, median of %d restarts %.0f (",

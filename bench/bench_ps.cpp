@@ -59,6 +59,7 @@
 #include <openssl/x509v3.h>
 #include <tss2/tss2_mu.h>
 
+#include "collecting_reporter.hpp"
 #include "protocol/base64url.hpp"
 #include "protocol/eventlog.hpp"
 #include "swtpm.hpp"
@@ -769,74 +770,6 @@ std::pair<double, double> swtpm_session(const PsProcess& ps, SwtpmDevice& d,
 
 // ---- reporting ------------------------------------------------------------------------------
 
-// Shows the results as the default display does and keeps each benchmark's
-// real and CPU time per iteration (median of the repetitions, else mean), in µs.
-class CollectingReporter final : public benchmark::BenchmarkReporter {
-public:
-    CollectingReporter() : inner_(benchmark::CreateDefaultDisplayReporter()) {}
-    bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) {
-                continue;
-            }
-            Times& t = times_[run.run_name.function_name];
-            const double scale = to_us(run.time_unit);
-            const double real = run.GetAdjustedRealTime() * scale;
-            const double cpu = run.GetAdjustedCPUTime() * scale;
-            if (run.run_type == Run::RT_Aggregate) {
-                if (run.aggregate_name == "median") {
-                    t.median_real = real;
-                    t.median_cpu = cpu;
-                }
-            } else {
-                t.real.push_back(real);
-                t.cpu.push_back(cpu);
-            }
-        }
-        inner_->ReportRuns(runs);
-    }
-    void Finalize() override { inner_->Finalize(); }
-
-    std::optional<double> cpu_us(const std::string& name) const { return get(name, false); }
-    std::optional<double> real_us(const std::string& name) const { return get(name, true); }
-
-private:
-    struct Times {
-        std::optional<double> median_real, median_cpu;
-        std::vector<double> real, cpu;
-    };
-    static double to_us(benchmark::TimeUnit u) {
-        switch (u) {
-        case benchmark::kNanosecond:
-            return 1e-3;
-        case benchmark::kMicrosecond:
-            return 1;
-        case benchmark::kMillisecond:
-            return 1e3;
-        default:
-            return 1e6;
-        }
-    }
-    std::optional<double> get(const std::string& name, bool real) const {
-        const auto it = times_.find(name);
-        if (it == times_.end()) {
-            return std::nullopt;
-        }
-        const Times& t = it->second;
-        if (const auto& m = real ? t.median_real : t.median_cpu) {
-            return m;
-        }
-        const auto& v = real ? t.real : t.cpu;
-        if (v.empty()) {
-            return std::nullopt;
-        }
-        return median(v);
-    }
-    benchmark::BenchmarkReporter* inner_; // owned by the benchmark library
-    std::map<std::string, Times> times_;
-};
-
 int run(int argc, char** argv) {
     int sessions_per_rep = 30;
     std::vector<char*> args;
@@ -990,7 +923,7 @@ int run(int argc, char** argv) {
         run_session(ps, *warm, nullptr);
     }
 
-    CollectingReporter reporter;
+    tresim::bench::CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
     std::fflush(stdout);

@@ -34,6 +34,7 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
+#include "collecting_reporter.hpp"
 #include "swtpm.hpp"
 #include "te/audit.hpp"
 #include "te/db.hpp"
@@ -434,78 +435,6 @@ void time_usim_authenticate(benchmark::State& state, usim::AkaAlgorithm& alg,
     }
 }
 
-double to_us(double t, benchmark::TimeUnit unit) {
-    switch (unit) {
-    case benchmark::kNanosecond:
-        return t / 1e3;
-    case benchmark::kMicrosecond:
-        return t;
-    case benchmark::kMillisecond:
-        return t * 1e3;
-    case benchmark::kSecond:
-        return t * 1e6;
-    }
-    return t;
-}
-
-// Shows the results as the default display reporter does and keeps each
-// benchmark's real time per iteration (the median over repetitions when
-// there are repetitions, else the mean of the runs).
-class CollectingReporter final : public benchmark::BenchmarkReporter {
-public:
-    CollectingReporter() : inner_(benchmark::CreateDefaultDisplayReporter()) {}
-    bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) {
-                continue;
-            }
-            Times& t = times_[run.run_name.function_name];
-            const double real = to_us(run.GetAdjustedRealTime(), run.time_unit);
-            const double cpu = to_us(run.GetAdjustedCPUTime(), run.time_unit);
-            if (run.run_type == Run::RT_Aggregate) {
-                if (run.aggregate_name == "median") {
-                    t.median = real;
-                    t.median_cpu = cpu;
-                }
-            } else {
-                t.sum += real;
-                t.sum_cpu += cpu;
-                ++t.runs;
-            }
-        }
-        inner_->ReportRuns(runs);
-    }
-    void Finalize() override { inner_->Finalize(); }
-
-    // Real time, or this process's CPU time when `cpu`.
-    std::optional<double> us(const std::string& name, bool cpu = false) const {
-        const auto it = times_.find(name);
-        if (it == times_.end()) {
-            return std::nullopt;
-        }
-        const Times& t = it->second;
-        if (t.median) {
-            return cpu ? t.median_cpu : t.median;
-        }
-        if (t.runs == 0) {
-            return std::nullopt;
-        }
-        return (cpu ? t.sum_cpu : t.sum) / t.runs;
-    }
-
-private:
-    struct Times {
-        std::optional<double> median;
-        std::optional<double> median_cpu;
-        double sum = 0;
-        double sum_cpu = 0;
-        int runs = 0;
-    };
-    benchmark::BenchmarkReporter* inner_; // owned by the benchmark library
-    std::map<std::string, Times> times_;
-};
-
 std::string bench_name(const char* what, const std::string& slug) {
     return std::string(what) + "/" + slug;
 }
@@ -597,7 +526,7 @@ int run(int argc, char** argv) {
         timed.push_back(std::move(t));
     }
 
-    CollectingReporter reporter;
+    tresim::bench::CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
     std::fflush(stdout);
@@ -616,9 +545,9 @@ int run(int argc, char** argv) {
         return std::string(buf);
     };
     for (const Timed& t : timed) {
-        const auto te = reporter.us(t.te);
-        const auto tpm_only = reporter.us(t.tpm);
-        const auto sw = reporter.us(t.sw);
+        const auto te = reporter.real_us(t.te);
+        const auto tpm_only = reporter.real_us(t.tpm);
+        const auto sw = reporter.real_us(t.sw);
         std::optional<double> r1;
         std::optional<double> r2;
         if (te && sw && *sw > 0) {
@@ -628,7 +557,7 @@ int run(int argc, char** argv) {
             r2 = *tpm_only / *sw;
         }
         std::printf("| %s | %s | %s | %s | %s | %s | %s |\n", t.mode.c_str(), cell(te, 0).c_str(),
-                    cell(reporter.us(t.te, true), 0).c_str(), cell(tpm_only, 0).c_str(),
+                    cell(reporter.cpu_us(t.te), 0).c_str(), cell(tpm_only, 0).c_str(),
                     cell(sw, 3).c_str(), cell(r1, 0).c_str(), cell(r2, 0).c_str());
     }
     std::printf("\n");

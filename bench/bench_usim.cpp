@@ -32,6 +32,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "collecting_reporter.hpp"
+
 extern "C" {
 #include <osmocom/crypt/auth.h>
 }
@@ -137,81 +139,6 @@ void BM_OsmocomMilenageVector(benchmark::State& state) {
 }
 BENCHMARK(BM_OsmocomMilenageVector);
 
-double to_ns(double t, benchmark::TimeUnit unit) {
-    switch (unit) {
-    case benchmark::kNanosecond:
-        return t;
-    case benchmark::kMicrosecond:
-        return t * 1e3;
-    case benchmark::kMillisecond:
-        return t * 1e6;
-    case benchmark::kSecond:
-        return t * 1e9;
-    }
-    return t;
-}
-
-// Shows the results as the default display reporter would (the console, unless
-// --benchmark_format asks otherwise) and keeps each benchmark's time per iteration.
-class CollectingReporter final : public benchmark::BenchmarkReporter {
-public:
-    CollectingReporter() : inner_(benchmark::CreateDefaultDisplayReporter()) {}
-
-    bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) {
-                continue;
-            }
-            Times& t = times_[run.run_name.function_name];
-            const double cpu = to_ns(run.GetAdjustedCPUTime(), run.time_unit);
-            const double real = to_ns(run.GetAdjustedRealTime(), run.time_unit);
-            if (run.run_type == Run::RT_Aggregate) {
-                if (run.aggregate_name == "median") {
-                    t.median_cpu = cpu;
-                    t.median_real = real;
-                }
-            } else {
-                t.sum_cpu += cpu;
-                t.sum_real += real;
-                ++t.runs;
-            }
-        }
-        inner_->ReportRuns(runs);
-    }
-
-    void Finalize() override { inner_->Finalize(); }
-
-    // CPU and real ns per iteration: the median over repetitions when there is
-    // one, else the mean of the runs.
-    std::optional<std::pair<double, double>> ns_per_iteration(const std::string& name) const {
-        const auto it = times_.find(name);
-        if (it == times_.end()) {
-            return std::nullopt;
-        }
-        const Times& t = it->second;
-        if (t.median_cpu) {
-            return std::make_pair(*t.median_cpu, *t.median_real);
-        }
-        if (t.runs == 0) {
-            return std::nullopt;
-        }
-        return std::make_pair(t.sum_cpu / t.runs, t.sum_real / t.runs);
-    }
-
-private:
-    struct Times {
-        std::optional<double> median_cpu;
-        std::optional<double> median_real;
-        double sum_cpu = 0;
-        double sum_real = 0;
-        int runs = 0;
-    };
-    benchmark::BenchmarkReporter* inner_; // owned by the benchmark library
-    std::map<std::string, Times> times_;
-};
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -234,12 +161,21 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(n, args.data())) {
         return 1;
     }
-    CollectingReporter reporter;
+    tresim::bench::CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
 
-    const auto ours = reporter.ns_per_iteration(kTresimVector);
-    const auto theirs = reporter.ns_per_iteration(kOsmocomVector);
+    // CPU and real ns per iteration.
+    const auto ns = [&](const char* name) -> std::optional<std::pair<double, double>> {
+        const auto cpu = reporter.cpu_us(name);
+        const auto real = reporter.real_us(name);
+        if (!cpu || !real) {
+            return std::nullopt;
+        }
+        return std::make_pair(*cpu * 1e3, *real * 1e3);
+    };
+    const auto ours = ns(kTresimVector);
+    const auto theirs = ns(kOsmocomVector);
     std::fflush(stdout);
     if (ours) {
         std::printf("tresim Milenage vector: %.1f ns (cpu), %.1f ns (real)%s\n", ours->first,
