@@ -85,25 +85,63 @@ struct Binding {
     ESYS_TR srk;
     const MidKeyMaterial& material;
     tpm::TicketCache& tickets;
+    WarmState* warm = nullptr;
 };
 
 // One policy session salted with the SRK, used for every command of one
-// authentication. The approved policy is run again before each use.
+// authentication (the kept one when there is a WarmState). The approved
+// policy is run again before each use.
 class MidSession {
 public:
     explicit MidSession(const Binding& b)
         : b_(b), pcr_digest_(tpm::pcr_composite_digest(b.material.approval.pcrs)) {
+        WarmState* w = b_.warm;
+        if (w && w->session) {
+            session_ = w->session.get();
+            w->reused = true;
+            return;
+        }
+        std::unique_ptr<tpm::PolicySession> s;
         try {
-            session_ = std::make_unique<tpm::PolicySession>(b_.ctx, tpm::PolicySession::Type::Real,
-                                                            b_.srk);
+            s = std::make_unique<tpm::PolicySession>(b_.ctx, tpm::PolicySession::Type::Real,
+                                                     b_.srk);
         } catch (const tpm::TpmError& e) {
             tpm_failure(e);
         }
+        session_ = s.get();
+        (w ? w->session : owned_) = std::move(s);
     }
+
+    // The MID's key object (MidKeyMaterial::key): the kept one when it is
+    // this object, else loaded (and kept when there is a WarmState and no
+    // auth value). `owned` holds it when it is not kept.
+    ESYS_TR key(const tpm::ObjectBlobs& blobs, tpm::Handle& owned) {
+        WarmState* w = b_.warm;
+        if (!w || b_.material.auth_value) {
+            owned = load(blobs);
+            return owned;
+        }
+        if (w->key && w->key_blobs.public_area == blobs.public_area &&
+            w->key_blobs.private_area == blobs.private_area) {
+            w->reused = true;
+            return w->key;
+        }
+        w->key.reset(); // one kept key: flush the previous MID's first
+        w->key_blobs = {};
+        w->key = load(blobs);
+        w->key_blobs = blobs;
+        return w->key;
+    }
+
+    // Marks the kept session and key for release: a failed command may have
+    // left the policy half satisfied.
+    void poison() noexcept { poisoned_ = true; }
+    bool poisoned() const noexcept { return poisoned_; }
 
     // TPM2_Load under the SRK, with the auth value set when there is one.
     tpm::Handle load(const tpm::ObjectBlobs& blobs) {
         tpm::Handle h;
+        poisoned_ = true; // until the load succeeded
         try {
             h = tpm::load_object(b_.ctx, b_.srk, blobs);
             if (b_.material.auth_value) {
@@ -117,23 +155,34 @@ public:
             }
             corrupt(std::string("a TPM object blob is malformed (") + e.what() + ")");
         }
+        poisoned_ = false;
         return h;
     }
 
     // One policy-authorized command: the policy, then f().
     template <class F> SecretBytes use(F&& f) {
-        satisfy();
         try {
-            return f();
-        } catch (const tpm::TpmError& e) {
-            use_failure(e);
+            satisfy();
+            try {
+                return f();
+            } catch (const tpm::TpmError& e) {
+                use_failure(e);
+            }
+        } catch (...) {
+            poison();
+            throw;
         }
+    }
+
+    // Unseal of a loaded object.
+    SecretBytes unseal(ESYS_TR object) {
+        return use([&] { return tpm::unseal(b_.ctx, object, *session_, true); });
     }
 
     // Load, Unseal, Flush.
     SecretBytes unseal(const tpm::ObjectBlobs& blobs) {
         const tpm::Handle object = load(blobs);
-        return use([&] { return tpm::unseal(b_.ctx, object, *session_, true); });
+        return unseal(object.get());
     }
 
     // E_K of independent blocks, one command per 64 (ECB) or 63 (CFB) blocks.
@@ -235,15 +284,28 @@ private:
 
     const Binding& b_;
     Bytes pcr_digest_;
-    std::unique_ptr<tpm::PolicySession> session_;
+    tpm::PolicySession* session_ = nullptr;
+    std::unique_ptr<tpm::PolicySession> owned_; // without a WarmState
+    bool poisoned_ = false;
 };
 
-// The TPM state of one authentication in TpmEcb/TpmCfb mode. Destruction
-// flushes the key, then the session.
+// The TPM state of one authentication. Destruction flushes the key, then the
+// session, unless they are kept in the WarmState; a failed computation
+// releases the kept ones too.
 struct TpmState {
-    explicit TpmState(const Binding& b) : session(b) {}
+    explicit TpmState(const Binding& b) : warm(b.warm), session(b) {}
+    ~TpmState() {
+        owned_key.reset();
+        if (warm && session.poisoned()) {
+            warm->release();
+        }
+    }
+    TpmState(const TpmState&) = delete;
+    TpmState& operator=(const TpmState&) = delete;
+    WarmState* warm;
     MidSession session;
-    tpm::Handle key;
+    tpm::Handle owned_key;
+    ESYS_TR key = ESYS_TR_NONE;
     // An E_K value the OPc unwrapping command already produced (TEMP).
     bool memo = false;
     SecretArray<kBlock> memo_in;
@@ -323,8 +385,8 @@ private:
 class MidAlgorithmImpl final : public MidAlgorithm {
 public:
     MidAlgorithmImpl(tpm::Context& ctx, ESYS_TR srk, const MidKeyMaterial& material,
-                     tpm::TicketCache& tickets)
-        : material_(material), binding_{ctx, srk, material_, tickets} {}
+                     tpm::TicketCache& tickets, WarmState* warm)
+        : material_(material), binding_{ctx, srk, material_, tickets, warm} {}
     MidAlgorithmImpl(const MidAlgorithmImpl&) = delete; // binding_ refers to material_
     MidAlgorithmImpl& operator=(const MidAlgorithmImpl&) = delete;
 
@@ -375,7 +437,8 @@ void MidComputation::begin_sealed(const usim::Rand& rand) {
     SecretBytes k;
     SecretBytes opc;
     tpm_ = std::make_unique<TpmState>(alg_.binding());
-    SecretBytes first = tpm_->session.unseal(m.key);
+    tpm_->key = tpm_->session.key(m.key, tpm_->owned_key);
+    SecretBytes first = tpm_->session.unseal(tpm_->key);
     if (m.opc) {
         opc = tpm_->session.unseal(*m.opc);
         k = std::move(first);
@@ -387,7 +450,7 @@ void MidComputation::begin_sealed(const usim::Rand& rand) {
         k = SecretBytes(first.view().first(first.size() - opc_size));
         opc = SecretBytes(first.view().last(opc_size));
     }
-    tpm_.reset(); // flush the session: nothing more to ask the TPM
+    tpm_.reset(); // flush the session (unless kept): nothing more to ask the TPM
     if (m.algorithm == Algorithm::Tuak) {
         if ((k.size() != 16 && k.size() != 32) || opc.size() != 32) {
             corrupt("the sealed TUAK K or TOPc has a wrong size");
@@ -405,7 +468,7 @@ void MidComputation::begin_sealed(const usim::Rand& rand) {
 void MidComputation::begin_tpm(const usim::Rand& rand) {
     const MidKeyMaterial& m = alg_.material();
     tpm_ = std::make_unique<TpmState>(alg_.binding());
-    tpm_->key = tpm_->session.load(m.key);
+    tpm_->key = tpm_->session.key(m.key, tpm_->owned_key);
     usim::Opc opc;
     if (m.opc) {
         const SecretBytes o = tpm_->session.unseal(*m.opc);
@@ -566,9 +629,9 @@ MidApproval approve(const tpm::PolicyAuthority& authority, tpm::PcrValues pcrs, 
 
 std::unique_ptr<MidAlgorithm> make_mid_algorithm(tpm::Context& ctx, ESYS_TR srk,
                                                  const MidKeyMaterial& material,
-                                                 tpm::TicketCache& tickets) {
+                                                 tpm::TicketCache& tickets, WarmState* warm) {
     check_material(material);
-    return std::make_unique<MidAlgorithmImpl>(ctx, srk, material, tickets);
+    return std::make_unique<MidAlgorithmImpl>(ctx, srk, material, tickets, warm);
 }
 
 MidKeyMaterial create_milenage_mid(tpm::Context& ctx, ESYS_TR srk, const SecretBytes& k,
@@ -633,7 +696,7 @@ MidKeyMaterial create_milenage_mid(tpm::Context& ctx, ESYS_TR srk, const SecretB
             blocks.resize(at + kBlock);
             std::copy(m.wrap_nonce.begin(), m.wrap_nonce.end(), blocks.data() + at);
         }
-        const Binding b{ctx, srk, m, tickets};
+        const Binding b{ctx, srk, m, tickets, nullptr};
         MidSession session(b);
         const tpm::Handle key = session.load(m.key);
         const SecretBytes e = session.encrypt_blocks(key, blocks.view(), m.mode);
@@ -698,7 +761,7 @@ usim::Opc compute_opc_in_tpm(tpm::Context& ctx, ESYS_TR srk, const MidKeyMateria
         invalid("computation-mode", "OPc is computed in the TPM only for a TPM-resident AES key");
     }
     check_approval(material);
-    const Binding b{ctx, srk, material, tickets};
+    const Binding b{ctx, srk, material, tickets, nullptr};
     MidSession session(b);
     const tpm::Handle key = session.load(material.key);
     const SecretBytes e = session.encrypt_blocks(key, op, material.mode);

@@ -43,6 +43,9 @@
 //                       + Unseal + FlushContext(object) + FlushContext(session)
 //   PolicyAuthValue adds one command per use (TPM modes +3, Sealed +1); a cold
 //   ticket cache adds LoadExternal + VerifySignature + FlushContext once.
+//   With a WarmState holding the session and the key (the TE's steady state
+//   for the MID it used last): TpmEcb / TpmCfb 9, Sealed 3 (the policy and the
+//   uses only).
 // Three uses are the minimum for Milenage on the USIM side: TEMP needs RAND,
 // CK/IK need rotations of TEMP (no TPM cipher mode can rotate, so they cannot
 // be chained behind TEMP), and MAC-A needs SQN, which the caller knows only
@@ -71,6 +74,7 @@
 #include "profile.hpp"
 #include "tpm/capabilities.hpp"
 #include "tpm/context.hpp"
+#include "tpm/handles.hpp"
 #include "tpm/objects.hpp"
 #include "tpm/policy.hpp"
 #include "usim/aka_algorithm.hpp"
@@ -140,14 +144,51 @@ public:
     virtual const tpm::CommandCounts& last_counts() const noexcept = 0;
 };
 
+// What a caller may keep in the TPM between computations: the policy session
+// and the loaded key object (`MidKeyMaterial::key`) of the MID used last. The
+// policy is still run in the TPM before every use of the key, exactly as with
+// a fresh session (a policy session starts each command's authorization from
+// the empty digest again); what is saved is StartAuthSession, Load and the two
+// FlushContext of every computation (4 commands). It holds at most one session
+// and one key object. A key with a PIN-derived auth value is never kept (ESAPI
+// would hold the auth value in ordinary memory between computations).
+// release() flushes both; the owner calls it before anything that needs TPM
+// object or session slots (a raw TPM has three of each), when the key's MID is
+// deactivated or deleted, and a computation releases it itself when it failed
+// (a half-satisfied policy session must not be reused).
+struct WarmState {
+    WarmState() = default;
+    ~WarmState() { release(); }
+    WarmState(const WarmState&) = delete;
+    WarmState& operator=(const WarmState&) = delete;
+
+    void release() noexcept {
+        key.reset();
+        key_blobs = {};
+        session.reset();
+    }
+    bool empty() const noexcept { return !session && !key; }
+
+    std::unique_ptr<tpm::PolicySession> session;
+    tpm::Handle key;
+    tpm::ObjectBlobs key_blobs; // which object `key` is
+    // Set by a computation that used the kept session or key; the owner clears
+    // it before a computation to know whether a TpmFailure may come from a
+    // stale handle (the TPM was reset under a running TE).
+    bool reused = false;
+};
+
 // The factory. Checks the approval in software first (it must be consistent
 // with its PCR values, and by the authority the objects' authPolicy names:
-// else PolicyDenied). Every begin() starts one policy session (salted with the
-// SRK) and loads the objects; the computation flushes them when destroyed, so
-// it must not outlive the algorithm, `ctx`, the SRK handle or `tickets`.
+// else PolicyDenied). Without `warm`, every begin() starts one policy session
+// (salted with the SRK) and loads the objects, and the computation flushes
+// them when destroyed; with `warm` the session and the key object are taken
+// from it or left in it. The computation must not outlive the algorithm,
+// `ctx`, the SRK handle, `tickets` or `warm`.
 std::unique_ptr<MidAlgorithm> make_mid_algorithm(tpm::Context& ctx, ESYS_TR srk,
                                                  const MidKeyMaterial& material,
-                                                 tpm::TicketCache& tickets);
+                                                 tpm::TicketCache& tickets,
+                                                 WarmState* warm = nullptr);
 
 // ---- creation for local import ---------------------------------------------
 

@@ -320,6 +320,7 @@ std::int64_t TrustedEnvironment::install_provisioned(ByteView public_profile, Co
                                                      const MidApproval& approval,
                                                      const std::string& server) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     guard_->prepare(true);
     Transaction t(*db_);
     const std::int64_t index = install_locked(public_profile, mode, key, opc_wrapped, wrap_nonce,
@@ -339,6 +340,7 @@ void TrustedEnvironment::set_state_locked(MidRecord& mid, LifecycleEvent event,
         throw TeError(ErrorCode::IllegalTransition, std::string("cannot ") + to_string(event) +
                                                         " a MID that is " + to_string(mid.state));
     }
+    warm_.release(); // a MID leaving (or entering) active keeps nothing loaded
     details["event"] = to_string(event);
     details["from"] = to_string(mid.state);
     details["state"] = to_string(*next);
@@ -598,6 +600,7 @@ void TrustedEnvironment::record_platform_validation(const std::string& server, b
 
 InstructionResult TrustedEnvironment::execute_instruction(const Instruction& in, std::int64_t now) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     InstructionResult result;
     result.id = in.id;
     result.counter = in.counter;
@@ -793,6 +796,7 @@ tpm::Ek TrustedEnvironment::create_ek_locked() {
 
 AttestationKeys TrustedEnvironment::attestation_keys() {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     if (keys_) {
         return *keys_;
     }
@@ -821,6 +825,7 @@ AttestationKeys TrustedEnvironment::attestation_keys() {
 
 SecretBytes TrustedEnvironment::activate_credential(ByteView credential_blob, ByteView secret) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     (void)attestation_keys();
     try {
         const tpm::Ak ak = load_ak_locked();
@@ -834,6 +839,7 @@ SecretBytes TrustedEnvironment::activate_credential(ByteView credential_blob, By
 QuoteWithPcrs TrustedEnvironment::quote(ByteView qualifying_data,
                                         const std::optional<tpm::PcrSelection>& selection) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     const tpm::PcrSelection& which = selection ? *selection : selection_;
     try {
         const tpm::Ak ak = load_ak_locked();
@@ -857,6 +863,7 @@ QuoteWithPcrs TrustedEnvironment::quote(ByteView qualifying_data,
 
 tpm::Attestation TrustedEnvironment::certify_srk(ByteView qualifying_data) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     try {
         const tpm::Ak ak = load_ak_locked();
         return tpm::certify(*ctx_, ak, srk_.handle, qualifying_data);

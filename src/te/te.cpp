@@ -82,6 +82,24 @@ std::string mid_label(const MidRecord& m) {
     return m.iccid;
 }
 
+// Runs a computation that may use the kept session and key object. A
+// TpmFailure after reusing them may come from stale handles (the TPM was
+// reset under a running TE, or a resource manager dropped the contexts): the
+// computation then runs once more from scratch, which is safe because nothing
+// is committed before it succeeded.
+template <class F> auto with_warm(WarmState& warm, F&& f) -> decltype(f()) {
+    warm.reused = false;
+    try {
+        return f();
+    } catch (const TeError& e) {
+        if (e.code() != ErrorCode::TpmFailure || !warm.reused) {
+            throw;
+        }
+    }
+    warm.release();
+    return f();
+}
+
 [[noreturn]] void bad_approval(const std::string& what) {
     throw TeError(ErrorCode::InvalidArgument, "approval: " + what);
 }
@@ -229,6 +247,7 @@ tpm::PcrValues TrustedEnvironment::current_pcrs() {
 
 void TrustedEnvironment::add_approval(const MidApproval& approval) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     // The TPM checks the signature too; the ticket is kept for later uses.
     const TPMT_TK_VERIFIED ticket = verify_approval(*ctx_, selection_, approval);
     tickets_.put(authority_name(approval.authority), approval.approved_policy, approval.policy_ref,
@@ -262,6 +281,7 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
                                                 const TPM2B_PUBLIC& authority,
                                                 const std::optional<MidApproval>& approval) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     MidProfile p = parse_profile(profile_json);
     if (registry_->find_by_iccid(p.iccid)) {
         throw TeError(ErrorCode::AlreadyExists, "a MID with ICCID " + p.iccid + " is installed");
@@ -431,6 +451,7 @@ void TrustedEnvironment::transition(MidRecord& mid, LifecycleEvent event,
         throw TeError(ErrorCode::IllegalTransition, std::string("cannot ") + to_string(event) +
                                                         " a MID that is " + to_string(mid.state));
     }
+    warm_.release(); // a MID leaving (or entering) active keeps nothing loaded
     json d = details;
     d["event"] = to_string(event);
     d["from"] = to_string(mid.state);
@@ -479,6 +500,7 @@ void TrustedEnvironment::deactivate(std::int64_t index) {
 
 void TrustedEnvironment::remove(std::int64_t index) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     MidRecord m = require(index);
     if (!next_state(m.state, LifecycleEvent::Delete)) {
         throw TeError(ErrorCode::IllegalTransition, std::string("cannot delete a MID that is ") +
@@ -536,7 +558,7 @@ MidKeyMaterial TrustedEnvironment::material_for(const MidRecord& mid) {
 }
 
 std::unique_ptr<MidAlgorithm> TrustedEnvironment::algorithm_for(MidRecord& mid) {
-    return make_mid_algorithm(*ctx_, srk_.handle, material_for(mid), tickets_);
+    return make_mid_algorithm(*ctx_, srk_.handle, material_for(mid), tickets_, &warm_);
 }
 
 usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim::Rand& rand,
@@ -552,15 +574,17 @@ usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim:
     }
     usim::AkaResult result;
     try {
-        try {
-            auto alg = algorithm_for(m);
-            result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
-        } catch (const PlatformMismatch&) {
-            // The cached approval no longer holds: another stored one may.
-            current_approval_.erase(std::make_pair(m.authority, m.has_pin));
-            auto alg = algorithm_for(m);
-            result = usim::usim_authenticate(*alg, m.sqn, rand, autn);
-        }
+        result = with_warm(warm_, [&] {
+            try {
+                auto alg = algorithm_for(m);
+                return usim::usim_authenticate(*alg, m.sqn, rand, autn);
+            } catch (const PlatformMismatch&) {
+                // The cached approval no longer holds: another stored one may.
+                current_approval_.erase(std::make_pair(m.authority, m.has_pin));
+                auto alg = algorithm_for(m);
+                return usim::usim_authenticate(*alg, m.sqn, rand, autn);
+            }
+        });
     } catch (const PlatformMismatch&) {
         // DESIGN.md §5: an active MID whose platform state is no longer approved
         // is suspended until a valid policy arrives.
@@ -596,8 +620,10 @@ usim::GsmContext TrustedEnvironment::gsm_authenticate(std::int64_t index, const 
     }
     usim::GsmContext g;
     try {
-        auto alg = algorithm_for(m);
-        g = usim::gsm_authenticate(*alg, rand);
+        g = with_warm(warm_, [&] {
+            auto alg = algorithm_for(m);
+            return usim::gsm_authenticate(*alg, rand);
+        });
     } catch (const InvalidArgument& e) {
         throw TeError(ErrorCode::InvalidArgument, e.what());
     }
@@ -682,6 +708,7 @@ void TrustedEnvironment::pin_failure(MidRecord& mid, bool puk) {
 
 void TrustedEnvironment::verify_pin(std::int64_t index, ByteView pin) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     check_pin_argument(pin, false, "pin");
     MidRecord m = require(index);
     if (!m.has_pin) {
@@ -720,6 +747,7 @@ bool TrustedEnvironment::pin_verified(std::int64_t index) {
 
 void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteView new_pin) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     check_pin_argument(old_pin, false, "old_pin");
     check_pin_argument(new_pin, false, "new_pin");
     verify_pin(index, old_pin);
@@ -739,6 +767,7 @@ void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteVi
 
 void TrustedEnvironment::unblock_pin(std::int64_t index, ByteView puk, ByteView new_pin) {
     std::lock_guard lock(mutex_);
+    warm_.release(); // needs TPM slots, or changes what is kept
     check_pin_argument(puk, true, "puk");
     check_pin_argument(new_pin, false, "new_pin");
     MidRecord m = require(index);

@@ -272,6 +272,10 @@ private:
     SecretBytes open_pin_gate(const MidRecord& mid, const char* role, ByteView pin);
 
     tpm::TicketCache tickets_;
+    // The policy session and key object kept between computations
+    // (mid_crypto.hpp). Released by every operation that needs TPM object or
+    // session slots, or changes the MID it belongs to.
+    WarmState warm_;
     std::map<std::int64_t, SecretBytes> unlocked_; // PIN verified: the unlock secret
     // The approval that held at the last use, per (authority, has PIN).
     std::map<std::pair<Bytes, bool>, MidApproval> current_approval_;

@@ -466,4 +466,126 @@ TEST(MidCrypto, CountsTheTpmCommandsOfOneAuthentication) {
     }
 }
 
+// The kept session and key object (WarmState): the same results with fewer
+// commands, and still the policy before every use.
+TEST(MidCrypto, AWarmStateSavesTheSessionAndTheLoadButNotThePolicy) {
+    Te te;
+    const nlohmann::json sets = load("milenage.json", "milenage");
+    const nlohmann::json& v = sets.at(3);
+    const auto software = software_milenage(v);
+    std::uint64_t sqn = 100;
+    const auto authenticate = [&](MidAlgorithm& alg, usim::AkaAlgorithm& sw) {
+        const usim::Rand rand = usim::random_rand();
+        const usim::AuthVector vec = usim::generate_vector(sw, rand, ++sqn, amf_of(v));
+        const usim::AkaResult r = usim::usim_authenticate(alg, usim::SqnState{}, rand, vec.autn);
+        const auto* ok = std::get_if<usim::AkaSuccess>(&r);
+        EXPECT_NE(ok, nullptr);
+        if (ok != nullptr) {
+            EXPECT_EQ(hex_encode(ok->res), hex_encode(vec.xres));
+            EXPECT_EQ(ok->ck.reveal_hex(), vec.ck.reveal_hex());
+        }
+        return alg.last_counts();
+    };
+    for (const ComputationMode mode : kModes) {
+        const std::string name = to_string(mode);
+        const bool in_tpm = mode != ComputationMode::Sealed;
+        WarmState warm;
+        const MidKeyMaterial m = te.milenage(v, mode);
+        const auto alg = make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm);
+        const tpm::CommandCounts first = authenticate(*alg, *software);
+        EXPECT_FALSE(warm.reused) << name;
+        EXPECT_FALSE(warm.empty()) << name;
+        const tpm::CommandCounts kept = authenticate(*alg, *software);
+        EXPECT_TRUE(warm.reused) << name;
+        // The first starts the session and loads the key, and flushes neither.
+        EXPECT_EQ(first.commands, in_tpm ? 11u : 5u) << name;
+        EXPECT_EQ(first.by_code.count(TPM2_CC_FlushContext), 0u) << name;
+        EXPECT_EQ(kept.commands, in_tpm ? 9u : 3u) << name;
+        EXPECT_EQ(kept.by_code.count(TPM2_CC_StartAuthSession), 0u) << name;
+        EXPECT_EQ(kept.by_code.count(TPM2_CC_Load), 0u) << name;
+        EXPECT_EQ(kept.by_code.count(TPM2_CC_FlushContext), 0u) << name;
+        const std::uint64_t uses = in_tpm ? 3u : 1u;
+        EXPECT_EQ(kept.by_code.at(TPM2_CC_PolicyPCR), uses) << name;
+        EXPECT_EQ(kept.by_code.at(TPM2_CC_PolicyAuthorize), uses) << name;
+
+        // Another MID in the same WarmState: its key replaces the kept one.
+        const nlohmann::json& other = sets.at(7);
+        const auto other_sw = software_milenage(other);
+        const auto other_alg =
+            make_mid_algorithm(te.ctx, te.srk.handle, te.milenage(other, mode), te.tickets, &warm);
+        warm.reused = false;
+        const tpm::CommandCounts switched = authenticate(*other_alg, *other_sw);
+        EXPECT_EQ(switched.by_code.at(TPM2_CC_Load), 1u) << name;
+        EXPECT_EQ(switched.by_code.at(TPM2_CC_FlushContext), 1u) << name << ": the old key";
+        EXPECT_EQ(switched.by_code.count(TPM2_CC_StartAuthSession), 0u) << name;
+        authenticate(*alg, *software);
+
+        // A PIN-protected MID's key is never kept (its auth value would stay in
+        // ESAPI's memory), the session is.
+        const auto pinned = make_mid_algorithm(
+            te.ctx, te.srk.handle,
+            te.milenage(v, mode, false, false, SecretBytes::from_hex("3132", "auth-value")),
+            te.tickets, &warm);
+        const tpm::CommandCounts with_pin = authenticate(*pinned, *software);
+        EXPECT_EQ(with_pin.by_code.at(TPM2_CC_Load), 1u) << name;
+        EXPECT_EQ(with_pin.by_code.at(TPM2_CC_FlushContext), 1u) << name;
+        EXPECT_EQ(with_pin.by_code.count(TPM2_CC_StartAuthSession), 0u) << name;
+        warm.release();
+        EXPECT_TRUE(warm.empty());
+    }
+}
+
+TEST(MidCrypto, AWarmStateStillRefusesAfterAPcrChangeAndRecoversWithANewApproval) {
+    Te te;
+    const nlohmann::json v = load("milenage.json", "milenage").at(5);
+    for (const ComputationMode mode : kModes) {
+        const std::string name = to_string(mode);
+        WarmState warm;
+        MidKeyMaterial m = te.milenage(v, mode);
+        expect_official(*make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm), v, name);
+        ASSERT_FALSE(warm.empty()) << name;
+
+        extend_pcr(te.ctx, ESYS_TR_PCR0, static_cast<std::uint8_t>(mode));
+        const auto alg = make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm);
+        try {
+            alg->begin(rand_of(v))->all(sqn_of(v), amf_of(v));
+            ADD_FAILURE() << name << ": the kept key worked after PCR 0 changed";
+        } catch (const PlatformMismatch& e) {
+            EXPECT_THAT(e.pcrs(), ElementsAre(0u)) << name;
+        }
+        EXPECT_TRUE(warm.empty()) << name << ": a failed computation keeps nothing";
+
+        m.approval = te.approval(); // the authority approves the new state
+        expect_official(*make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm), v,
+                        name + " after the new approval");
+    }
+}
+
+TEST(MidCrypto, AStaleWarmSessionIsATpmFailureAndIsReleased) {
+    // What a TPM reset or a resource manager dropping the contexts looks like
+    // to the kept handles: the TE runs the computation once more (te.cpp).
+    Te te;
+    const nlohmann::json v = load("milenage.json", "milenage").at(1);
+    for (const ComputationMode mode : kModes) {
+        const std::string name = to_string(mode);
+        WarmState warm;
+        const MidKeyMaterial m = te.milenage(v, mode);
+        expect_official(*make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm), v, name);
+        ASSERT_TRUE(warm.session) << name;
+        tpm::check(Esys_FlushContext(te.ctx, warm.session->get()), "TPM2_FlushContext");
+        warm.reused = false;
+        expect_te_error(
+            [&] {
+                make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm)
+                    ->begin(rand_of(v))
+                    ->all(sqn_of(v), amf_of(v));
+            },
+            ErrorCode::TpmFailure, name + ": a flushed kept session");
+        EXPECT_TRUE(warm.reused) << name;
+        EXPECT_TRUE(warm.empty()) << name;
+        expect_official(*make_mid_algorithm(te.ctx, te.srk.handle, m, te.tickets, &warm), v,
+                        name + " from a fresh session");
+    }
+}
+
 } // namespace

@@ -458,4 +458,76 @@ TEST_F(TeTest, GsmAndSuciRunThroughTheTe) {
     EXPECT_EQ(s.text, "suci-0-262-01-0-0-0-1000000001");
 }
 
+TEST_F(TeTest, KeepsTheLastMidsSessionAndKeyBetweenAuthenticationsAndReleasesThemForOtherWork) {
+    const json sets = load_json("milenage.json").at("milenage");
+    int n = 0;
+    for (const auto mode :
+         {ComputationMode::TpmEcb, ComputationMode::TpmCfb, ComputationMode::Sealed}) {
+        SCOPED_TRACE(to_string(mode));
+        const bool in_tpm = mode != ComputationMode::Sealed;
+        close();
+        config_.force_mode = mode;
+        open();
+        const json& set_a = sets.at(2);
+        const json& set_b = sets.at(11);
+        const std::int64_t a = import(milenage_profile(set_a, ++n));
+        const std::int64_t b = import(milenage_profile(set_b, ++n));
+        te_->activate(a, 0);
+        te_->activate(b, 1);
+        const auto software = [](const json& set) {
+            return usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                            hex_decode(set.at("opc").get<std::string>(), "opc"));
+        };
+        auto sw_a = software(set_a);
+        auto sw_b = software(set_b);
+        std::uint64_t sqn = 0x40;
+        // One AKA's TPM commands, without the epoch bump of every sqn_interval-th.
+        const auto aka = [&](std::int64_t idx, usim::AkaAlgorithm& sw) {
+            const tpm::CommandCounts before = te_->counts();
+            expect_aka_matches_software(*te_, idx, sw, sqn += 0x20, {0x80, 0x00});
+            tpm::CommandCounts d = te_->counts() - before;
+            if (d.by_code.count(TPM2_CC_NV_Increment) != 0) {
+                d.commands -= 3; // NV_Increment, NV_Read, HMAC of the epoch bump
+            }
+            return d;
+        };
+        aka(a, *sw_a);
+        const tpm::CommandCounts steady = aka(a, *sw_a);
+        EXPECT_EQ(steady.commands, in_tpm ? 10u : 4u) << "the uses, their policy and the stamp";
+        EXPECT_EQ(steady.by_code.at(TPM2_CC_PolicyPCR), in_tpm ? 3u : 1u);
+        EXPECT_EQ(steady.by_code.count(TPM2_CC_StartAuthSession), 0u);
+        EXPECT_EQ(steady.by_code.count(TPM2_CC_Load), 0u);
+        EXPECT_EQ(steady.nv_writes, 0u);
+
+        // Alternating MIDs reload the key, not the session.
+        const tpm::CommandCounts other = aka(b, *sw_b);
+        EXPECT_EQ(other.by_code.at(TPM2_CC_Load), 1u);
+        EXPECT_EQ(other.by_code.count(TPM2_CC_StartAuthSession), 0u);
+        EXPECT_EQ(aka(b, *sw_b).by_code.count(TPM2_CC_Load), 0u);
+
+        // An import needs TPM slots (three objects on a raw TPM): nothing is
+        // kept across it, and it works.
+        json pinned = milenage_profile(sets.at(5), ++n);
+        pinned["pin"] = "2468";
+        const std::int64_t c =
+            te_->import_profile(text_bytes(pinned.dump()), authority_.tpm_public(),
+                                approve(authority_, te_->current_pcrs(), true, {}));
+        te_->verify_pin(c, text_bytes("2468"));
+        const tpm::CommandCounts after_import = aka(b, *sw_b);
+        EXPECT_EQ(after_import.by_code.at(TPM2_CC_StartAuthSession), 1u);
+        EXPECT_EQ(after_import.by_code.at(TPM2_CC_Load), 1u);
+
+        // Deactivating the kept key's MID releases it; the other MID still works.
+        te_->deactivate(b);
+        EXPECT_EQ(aka(a, *sw_a).by_code.at(TPM2_CC_StartAuthSession), 1u);
+        // GSM uses the kept session and key too.
+        const tpm::CommandCounts before = te_->counts();
+        te_->gsm_authenticate(a, usim::random_rand());
+        const tpm::CommandCounts gsm = te_->counts() - before;
+        EXPECT_EQ(gsm.by_code.count(TPM2_CC_StartAuthSession), 0u);
+        EXPECT_EQ(gsm.commands, in_tpm ? 6u : 3u);
+        te_->deactivate(a);
+    }
+}
+
 } // namespace
