@@ -76,6 +76,29 @@ Caller Authorizer::caller_of(const sdbus::Message& message) {
     return c;
 }
 
+Caller Authorizer::cached_caller_of(const sdbus::Message& message) const {
+    const std::string sender = message.getSender();
+    {
+        std::lock_guard lock(callers_mutex_);
+        if (const auto it = callers_.find(sender); it != callers_.end()) {
+            return it->second;
+        }
+    }
+    Caller c = caller_of(message); // outside the lock: it waits for the bus
+    if (sender.empty() || sender[0] != ':') {
+        return c; // not a unique name (a direct connection): nothing to key on
+    }
+    std::lock_guard lock(callers_mutex_);
+    if (callers_.emplace(sender, c).second) {
+        caller_order_.push_back(sender);
+        if (caller_order_.size() > kCachedCallers) {
+            callers_.erase(caller_order_.front());
+            caller_order_.pop_front();
+        }
+    }
+    return c;
+}
+
 bool Authorizer::allowed(Action action, const Caller& caller) const {
     if (caller.uid == 0) {
         return true;
@@ -103,7 +126,7 @@ void Authorizer::require(Action action, const sdbus::Message* message) const {
     }
     Caller caller;
     try {
-        caller = caller_of(*message);
+        caller = cached_caller_of(*message);
     } catch (const sdbus::Error&) {
         throw NotAuthorized(std::string("the bus did not report the caller's credentials for ") +
                             to_string(action));

@@ -26,7 +26,35 @@ Db::Db(const std::string& path) : path_(path) {
 }
 
 Db::~Db() {
+    for (const auto& [sql, stmt] : idle_) {
+        sqlite3_finalize(stmt);
+    }
     sqlite3_close_v2(db_);
+}
+
+sqlite3_stmt* Db::take_idle(const std::string& sql) {
+    std::lock_guard lock(idle_mutex_);
+    const auto it = idle_.find(sql);
+    if (it == idle_.end()) {
+        return nullptr;
+    }
+    sqlite3_stmt* stmt = it->second;
+    idle_.erase(it);
+    return stmt;
+}
+
+void Db::give_back(std::string sql, sqlite3_stmt* stmt) noexcept {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    try {
+        std::lock_guard lock(idle_mutex_);
+        if (idle_.emplace(std::move(sql), stmt).second) {
+            return;
+        }
+    } catch (...) {
+        // No memory for the entry: finalize instead.
+    }
+    sqlite3_finalize(stmt); // one of this SQL is idle already
 }
 
 void Db::fail(const std::string& operation, int rc) const {
@@ -53,20 +81,28 @@ int Db::changes() const noexcept {
     return sqlite3_changes(db_);
 }
 
-Statement::Statement(Db& db, std::string_view sql) : db_(&db) {
-    const int rc =
-        sqlite3_prepare_v2(db.handle(), sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+Statement::Statement(Db& db, std::string_view sql) : db_(&db), sql_(sql) {
+    stmt_ = db.take_idle(sql_);
+    if (stmt_ != nullptr) {
+        return;
+    }
+    const int rc = sqlite3_prepare_v3(db.handle(), sql.data(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
     if (rc != SQLITE_OK) {
+        sqlite3_finalize(stmt_);
+        stmt_ = nullptr;
         db.fail("prepare " + std::string(sql.substr(0, 60)), rc);
     }
 }
 
-Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_) {
+Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_), sql_(std::move(o.sql_)) {
     o.stmt_ = nullptr;
 }
 
 Statement::~Statement() {
-    sqlite3_finalize(stmt_);
+    if (stmt_ != nullptr) {
+        db_->give_back(std::move(sql_), stmt_);
+    }
 }
 
 Statement& Statement::bind(int index, std::int64_t value) {

@@ -5,7 +5,9 @@
 // TE is one Transaction (DESIGN.md §3).
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -59,6 +61,7 @@ public:
 private:
     Db* db_;
     sqlite3_stmt* stmt_ = nullptr;
+    std::string sql_; // the key under which the Db keeps it when it is done
 };
 
 class Db {
@@ -80,8 +83,19 @@ public:
     [[noreturn]] void fail(const std::string& operation, int rc) const;
 
 private:
+    friend class Statement;
+    // Compiling the same SQL on every call was a fifth of the daemon's CPU per
+    // D-Bus call (docs/performance.md): a finished Statement leaves its
+    // compiled form here (reset, bindings cleared) for the next one with the
+    // same SQL. One idle statement per SQL text; one in use is not here, so
+    // the same SQL may run nested.
+    sqlite3_stmt* take_idle(const std::string& sql);
+    void give_back(std::string sql, sqlite3_stmt* stmt) noexcept;
+
     std::string path_;
     sqlite3* db_ = nullptr;
+    std::mutex idle_mutex_;
+    std::map<std::string, sqlite3_stmt*, std::less<>> idle_;
 };
 
 // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless commit() ran.

@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "te/db.hpp"
 #include "te/errors.hpp"
@@ -220,6 +221,51 @@ TEST(Lifecycle, AllowsExactlyTheTransitionsOfTheDesign) {
         EXPECT_EQ(parse_mid_state(to_string(s)), s);
     }
     EXPECT_EQ(allowed, 10);
+}
+
+// The number of statements SQLite holds on the connection.
+int statements_on(const Db& db) {
+    int n = 0;
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db.handle(), nullptr); s != nullptr;
+         s = sqlite3_next_stmt(db.handle(), s)) {
+        ++n;
+    }
+    return n;
+}
+
+TEST(DbTest, AFinishedStatementIsReusedWithItsBindingsClearedAndNestedUseGetsItsOwn) {
+    char tmpl[] = "/tmp/tresim-db-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    {
+        Db db(dir + "/t.db");
+        db.exec("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)");
+        const char* insert = "INSERT INTO t (a, b) VALUES (?, ?)";
+        db.prepare(insert).bind(1, std::int64_t{1}).bind(2, std::string_view("one")).run();
+        EXPECT_EQ(statements_on(db), 1) << "kept for the next use";
+        // Reused: no second compiled statement, and the old "one" is not bound.
+        db.prepare(insert).bind(1, std::int64_t{2}).run();
+        EXPECT_EQ(statements_on(db), 1);
+        {
+            auto q = db.prepare("SELECT b FROM t WHERE a = ?");
+            ASSERT_TRUE(q.bind(1, std::int64_t{2}).step());
+            EXPECT_TRUE(q.column_is_null(0));
+            // The same SQL while the first is in use: a statement of its own.
+            auto q2 = db.prepare("SELECT b FROM t WHERE a = ?");
+            ASSERT_TRUE(q2.bind(1, std::int64_t{1}).step());
+            EXPECT_EQ(q2.column_text(0), "one");
+            EXPECT_EQ(q.column_text(0), "") << "q keeps its own row";
+            EXPECT_EQ(statements_on(db), 3);
+        }
+        EXPECT_EQ(statements_on(db), 2) << "one idle statement per SQL text";
+        // A statement that failed is reusable.
+        EXPECT_THROW(db.prepare(insert).bind(1, std::int64_t{1}).run(), DbError);
+        db.prepare(insert).bind(1, std::int64_t{3}).bind(2, std::string_view("three")).run();
+        auto c = db.prepare("SELECT count(*) FROM t");
+        ASSERT_TRUE(c.step());
+        EXPECT_EQ(c.column_int(0), 3);
+    }
+    std::filesystem::remove_all(dir);
 }
 
 class RegistryTest : public testing::Test {
