@@ -210,15 +210,17 @@ private:
 // ---------------------------------------------------------------------------
 // /org/tresim1/mid/<index>
 
-template <typename... Extra>
+using AkaReply = std::tuple<std::string, Blob, Blob, Blob, Blob>;
+
+// org.tresim1.Mid and the application interfaces `Apps` (Usim, Isim or both):
+// the objects below implement the applications' methods with the helpers here.
+template <typename... Apps>
 class MidObjectBase
-    : public sdbus::AdaptorInterfaces<org::tresim1::Mid_adaptor, org::tresim1::Usim_adaptor,
-                                      Extra..., sdbus::Properties_adaptor,
+    : public sdbus::AdaptorInterfaces<org::tresim1::Mid_adaptor, Apps..., sdbus::Properties_adaptor,
                                       sdbus::ManagedObject_adaptor>,
       public MidObject {
-    using Base =
-        sdbus::AdaptorInterfaces<org::tresim1::Mid_adaptor, org::tresim1::Usim_adaptor, Extra...,
-                                 sdbus::Properties_adaptor, sdbus::ManagedObject_adaptor>;
+    using Base = sdbus::AdaptorInterfaces<org::tresim1::Mid_adaptor, Apps...,
+                                          sdbus::Properties_adaptor, sdbus::ManagedObject_adaptor>;
 
 public:
     MidObjectBase(sdbus::IConnection& connection, Service& service, const MidView& view)
@@ -315,14 +317,23 @@ protected:
     std::string Imsi() override { return v_.record.imsi; }
     std::string Label() override { return v_.record.label; }
     std::string Operator() override { return v_.record.operator_name; }
-    std::string Algorithm() override { return te::to_string(v_.record.algorithm); }
-    std::string ComputationMode() override { return te::to_string(v_.record.mode); }
+    // An ISIM-only MID has no algorithm or computation of its own: empty.
+    std::string Algorithm() override {
+        return v_.record.borrows_functions() ? "" : te::to_string(v_.record.algorithm);
+    }
+    std::string ComputationMode() override {
+        return v_.record.borrows_functions() ? "" : te::to_string(v_.record.mode);
+    }
     std::vector<std::string> Applications() override {
+        if (v_.record.borrows_functions()) {
+            return {"isim"};
+        }
         if (v_.record.isim) {
             return {"usim", "isim"};
         }
         return {"usim"};
     }
+    std::string FunctionsFrom() override { return v_.record.functions_from; }
     std::string State() override { return te::to_string(v_.record.state); }
     int32_t Slot() override { return v_.record.slot ? static_cast<int32_t>(*v_.record.slot) : -1; }
     bool PinRequired() override { return v_.record.has_pin; }
@@ -330,21 +341,12 @@ protected:
     uint32_t PinRetries() override { return v_.record.pin_retries; }
     uint32_t PukRetries() override { return v_.record.puk_retries; }
 
-    // org.tresim1.Usim (and org.tresim1.Isim.Authenticate, the same AKA)
-    std::tuple<std::string, Blob, Blob, Blob, Blob> Authenticate(const Blob& rand,
-                                                                 const Blob& autn) override {
+    // Usim.Authenticate (`ims` false) and Isim.Authenticate (`ims` true).
+    AkaReply aka(const Blob& rand, const Blob& autn, bool ims) {
         return run("Authenticate", Action::Authenticate, [&] {
             const usim::Rand r_and = rand_of(rand);
-            // One handler serves Usim.Authenticate and Isim.Authenticate (the same
-            // C++ signature); an IMS AKA also needs "isim" in the MID's policy.
-            const sdbus::Message* m = message();
-            if (m != nullptr &&
-                m->getInterfaceName() == org::tresim1::Isim_adaptor::INTERFACE_NAME &&
-                v_.record.state == te::MidState::Active && !v_.record.policy.allows("isim")) {
-                throw te::TeError(te::ErrorCode::PolicyDenied,
-                                  "the MID's policy does not allow IMS authentication");
-            }
-            const usim::AkaResult r = s_.te().authenticate(index(), r_and, autn);
+            const usim::AkaResult r = ims ? s_.te().isim_authenticate(index(), r_and, autn)
+                                          : s_.te().authenticate(index(), r_and, autn);
             if (const auto* ok = std::get_if<usim::AkaSuccess>(&r)) {
                 return std::make_tuple(std::string("success"),
                                        to_blob(ByteView(ok->res.data(), ok->res.size())),
@@ -357,13 +359,13 @@ protected:
             return std::make_tuple(std::string("mac-failure"), Blob{}, Blob{}, Blob{}, Blob{});
         });
     }
-    std::tuple<Blob, Blob> GsmAuthenticate(const Blob& rand) override {
+    std::tuple<Blob, Blob> gsm(const Blob& rand) {
         return run("GsmAuthenticate", Action::Authenticate, [&] {
             const usim::GsmContext g = s_.te().gsm_authenticate(index(), rand_of(rand));
             return std::make_tuple(Blob(g.sres.begin(), g.sres.end()), to_blob(g.kc.view()));
         });
     }
-    std::tuple<std::string, Blob> GetSuci() override {
+    std::tuple<std::string, Blob> suci() {
         return run("GetSuci", Action::Authenticate, [&] {
             const usim::Suci suci = s_.te().suci(index());
             return std::make_tuple(suci.text, suci.scheme_output);
@@ -375,16 +377,26 @@ protected:
     bool deleted_ = false;
 };
 
-class UsimMidObject final : public MidObjectBase<> {
+// A MID with a USIM only.
+class UsimMidObject final : public MidObjectBase<org::tresim1::Usim_adaptor> {
 public:
     UsimMidObject(sdbus::IConnection& connection, Service& service, const MidView& view)
         : MidObjectBase(connection, service, view) {
         registerAdaptor();
     }
     ~UsimMidObject() override { unregisterAdaptor(); }
+
+private:
+    AkaReply Authenticate(const Blob& rand, const Blob& autn) override {
+        return aka(rand, autn, false);
+    }
+    std::tuple<Blob, Blob> GsmAuthenticate(const Blob& rand) override { return gsm(rand); }
+    std::tuple<std::string, Blob> GetSuci() override { return suci(); }
 };
 
-class IsimMidObject final : public MidObjectBase<org::tresim1::Isim_adaptor> {
+// A MID with a USIM and IMS identities.
+class IsimMidObject final
+    : public MidObjectBase<org::tresim1::Usim_adaptor, org::tresim1::Isim_adaptor> {
 public:
     IsimMidObject(sdbus::IConnection& connection, Service& service, const MidView& view)
         : MidObjectBase(connection, service, view) {
@@ -393,6 +405,40 @@ public:
     ~IsimMidObject() override { unregisterAdaptor(); }
 
 private:
+    // One override serves Usim.Authenticate and Isim.Authenticate (the same
+    // C++ signature): the message's interface tells which was called.
+    AkaReply Authenticate(const Blob& rand, const Blob& autn) override {
+        const sdbus::Message* m = message();
+        return aka(rand, autn,
+                   m != nullptr &&
+                       m->getInterfaceName() == org::tresim1::Isim_adaptor::INTERFACE_NAME);
+    }
+    std::tuple<Blob, Blob> GsmAuthenticate(const Blob& rand) override { return gsm(rand); }
+    std::tuple<std::string, Blob> GetSuci() override { return suci(); }
+    std::string Impi() override { return v_.record.isim->impi; }
+    std::vector<std::string> Impus() override { return v_.record.isim->impu; }
+    std::string Domain() override { return v_.record.isim->domain; }
+};
+
+// An ISIM-only MID (FunctionsFrom): Mid and Isim, no Usim. Its IMS AKA runs
+// on another MID's USIM function, whose properties it can change (a platform
+// state mismatch suspends that MID), so every MID is refreshed after it.
+class IsimOnlyMidObject final : public MidObjectBase<org::tresim1::Isim_adaptor> {
+public:
+    IsimOnlyMidObject(sdbus::IConnection& connection, Service& service, const MidView& view)
+        : MidObjectBase(connection, service, view) {
+        registerAdaptor();
+    }
+    ~IsimOnlyMidObject() override { unregisterAdaptor(); }
+
+private:
+    AkaReply Authenticate(const Blob& rand, const Blob& autn) override {
+        struct RefreshAll {
+            Service& s;
+            ~RefreshAll() { s.refresh(); }
+        } refresh_all{s_};
+        return aka(rand, autn, true);
+    }
     std::string Impi() override { return v_.record.isim->impi; }
     std::vector<std::string> Impus() override { return v_.record.isim->impu; }
     std::string Domain() override { return v_.record.isim->domain; }
@@ -422,6 +468,9 @@ Service::Service(sdbus::IConnection& connection, te::TrustedEnvironment& te, con
 Service::~Service() = default;
 
 std::unique_ptr<MidObject> Service::make_mid(const MidView& view) {
+    if (view.record.borrows_functions()) {
+        return std::make_unique<IsimOnlyMidObject>(connection_, *this, view);
+    }
     if (view.record.isim) {
         return std::make_unique<IsimMidObject>(connection_, *this, view);
     }

@@ -1,7 +1,8 @@
 #pragma once
 // The bus objects of tresimd: /org/tresim1 (ObjectManager + Manager) and one
-// object per MID (Mid + Usim, + Isim with IMS identities), all mapped onto the
-// TrustedEnvironment. Handlers run on the one thread of the event loop.
+// object per MID (Mid + Usim, + Isim with IMS identities; Mid + Isim for an
+// ISIM-only MID), all mapped onto the TrustedEnvironment. Handlers run on the
+// one thread of the event loop.
 
 #include <cstdint>
 #include <map>

@@ -58,6 +58,10 @@ Reply Service::create_subscription(std::string_view body) {
             invalid("profile", m.rfind("profile: ", 0) == 0 ? m.substr(9) : m);
         }
     }
+    if (parsed.borrows_functions()) {
+        invalid("profile.functions_from",
+                "ISIM-only MIDs are not provisioned remotely by this version");
+    }
     if (parsed.pin || parsed.puk || parsed.policy.pin_required) {
         invalid("profile", "PIN-protected MIDs are not provisioned remotely by this version");
     }

@@ -170,6 +170,19 @@ void check_keys(const SecureJson& obj, const char* where,
     }
 }
 
+using SpanMap = std::map<std::string, std::pair<std::size_t, std::size_t>>;
+
+// The members of a USIM function of its own, which an ISIM-only MID
+// (functions_from) must not have.
+constexpr const char* kOwnFunctionFields[] = {"algorithm", "k",    "opc",  "op",  "amf", "sqn",
+                                              "ind_bits",  "tuak", "suci", "pin", "puk"};
+
+// Algorithm, K, OPc/OP, AMF, SQN, TUAK parameters, PIN and PUK.
+void parse_usim_function(const SecureJson& doc, ByteView json_text, const SpanMap& spans,
+                         MidProfile& p);
+// The ISIM identities, the SUCI parameters and the policy.
+void parse_isim_suci_policy(const SecureJson& doc, MidProfile& p);
+
 } // namespace
 
 const char* to_string(Algorithm a) noexcept {
@@ -213,14 +226,6 @@ MidProfile parse_profile(ByteView json_text) {
     for (const auto& [name, span] : secrets.spans) {
         std::fill(masked.data() + span.first, masked.data() + span.second, std::uint8_t{'0'});
     }
-    const auto secret_hex = [&](const SecureJson& v, const char* name) {
-        const std::string_view hex = secret_text(v, name, json_text, secrets.spans, "a hex string");
-        try {
-            return SecretBytes::from_hex(hex, name);
-        } catch (const InvalidArgument& e) {
-            throw TeError(ErrorCode::InvalidArgument, std::string("profile: ") + e.what());
-        }
-    };
     SecureJson doc;
     try {
         doc = SecureJson::parse(masked.view().begin(), masked.view().end());
@@ -233,7 +238,8 @@ MidProfile parse_profile(ByteView json_text) {
     }
     check_keys(doc, "",
                {"iccid", "imsi", "mnc_length", "label", "operator", "algorithm", "k", "opc", "op",
-                "amf", "sqn", "ind_bits", "tuak", "pin", "puk", "isim", "suci", "policy"});
+                "amf", "sqn", "ind_bits", "tuak", "pin", "puk", "isim", "suci", "policy",
+                "functions_from"});
 
     MidProfile p;
     p.iccid = digits(doc, "iccid", true, 18, 20);
@@ -252,6 +258,49 @@ MidProfile parse_profile(ByteView json_text) {
     p.label = text(doc, "label", false, 64);
     p.operator_name = text(doc, "operator", false, 64);
 
+    if (member(doc, "functions_from") != nullptr) {
+        p.functions_from = digits(doc, "functions_from", true, 18, 20);
+        if (!luhn_valid(p.functions_from)) {
+            bad("functions_from", "check digit does not match (ITU-T E.118 Luhn)");
+        }
+        if (p.functions_from == p.iccid) {
+            bad("functions_from", "must be another MID's ICCID, not this one's");
+        }
+        // An ISIM-only MID has no USIM function of its own: nothing of one.
+        for (const char* own : kOwnFunctionFields) {
+            if (member(doc, own) != nullptr) {
+                bad(own, "must not be given with \"functions_from\": the MID uses the USIM "
+                         "function of the MID it names");
+            }
+        }
+    } else {
+        parse_usim_function(doc, json_text, secrets.spans, p);
+    }
+
+    parse_isim_suci_policy(doc, p);
+    if (p.borrows_functions()) {
+        if (!p.isim) {
+            bad("isim", "is required with \"functions_from\" (the MID is an ISIM only)");
+        }
+        if (!p.policy.share_functions) {
+            bad("policy.share_functions", "must be true with \"functions_from\"");
+        }
+    }
+    return p;
+}
+
+namespace {
+
+void parse_usim_function(const SecureJson& doc, ByteView json_text, const SpanMap& spans,
+                         MidProfile& p) {
+    const auto secret_hex = [&](const SecureJson& v, const char* name) {
+        const std::string_view hex = secret_text(v, name, json_text, spans, "a hex string");
+        try {
+            return SecretBytes::from_hex(hex, name);
+        } catch (const InvalidArgument& e) {
+            throw TeError(ErrorCode::InvalidArgument, std::string("profile: ") + e.what());
+        }
+    };
     const std::string alg = text(doc, "algorithm", true, 16);
     if (alg == "milenage") {
         p.algorithm = Algorithm::Milenage;
@@ -320,8 +369,7 @@ MidProfile parse_profile(ByteView json_text) {
         if (v == nullptr) {
             continue;
         }
-        const std::string_view s =
-            secret_text(*v, name, json_text, secrets.spans, "a string of digits");
+        const std::string_view s = secret_text(*v, name, json_text, spans, "a string of digits");
         const std::size_t min = name[1] == 'i' ? 4 : 8;
         const std::size_t max = 8;
         if (s.size() < min || s.size() > max ||
@@ -334,7 +382,9 @@ MidProfile parse_profile(ByteView json_text) {
     if (p.puk && !p.pin) {
         bad("puk", "needs a \"pin\"");
     }
+}
 
+void parse_isim_suci_policy(const SecureJson& doc, MidProfile& p) {
     if (const SecureJson* isim = member(doc, "isim")) {
         if (!isim->is_object()) {
             bad("isim", "must be an object");
@@ -430,7 +480,8 @@ MidProfile parse_profile(ByteView json_text) {
     if (p.policy.pin_required && !p.pin) {
         bad("policy.pin_required", "needs a \"pin\"");
     }
-    return p;
 }
+
+} // namespace
 
 } // namespace tresim::te

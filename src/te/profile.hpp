@@ -35,8 +35,10 @@ struct SuciConfig {
 
 // The MID's own security policy (TR 33.812: the TE enforces it).
 struct MidPolicy {
-    bool pin_required = false;    // every use needs a verified PIN (PolicyAuthValue)
-    bool share_functions = false; // may its functions serve another MID (both must allow)
+    bool pin_required = false; // every use needs a verified PIN (PolicyAuthValue)
+    // May its functions serve another MID, and may it use another MID's
+    // (TR 33.812: only where both policies allow it and both MIDs are active).
+    bool share_functions = false;
     // Actions the MID allows: "authenticate", "gsm", "suci", "isim". Empty = all.
     std::vector<std::string> allowed_actions;
     bool allows(std::string_view action) const;
@@ -61,7 +63,14 @@ struct MidProfile {
     std::optional<IsimIdentity> isim;
     std::optional<SuciConfig> suci;
     MidPolicy policy;
+    // An ISIM-only MID: the ICCID of the MID whose USIM function (K, OPc,
+    // algorithm, SQN array) its IMS AKA runs on (docs/te.md "Shared
+    // functions"). Empty for a MID with keys of its own. When set, the profile
+    // has isim and policy.share_functions, and none of the key, SQN, SUCI or
+    // PIN fields: k, opc, algorithm, amf, ... keep their defaults.
+    std::string functions_from;
 
+    bool borrows_functions() const { return !functions_from.empty(); }
     std::string mcc_mnc() const { return imsi.substr(0, 3 + mnc_length); }
     std::string msin() const { return imsi.substr(3 + mnc_length); }
 };

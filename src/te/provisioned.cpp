@@ -103,6 +103,10 @@ MidProfile parse_public_profile(ByteView text) {
                     ": a delivered profile must not carry secrets");
         }
     }
+    if (j.contains("functions_from")) {
+        invalid("profile: functions_from: ISIM-only MIDs are not provisioned remotely by this "
+                "version");
+    }
     const bool tuak = j.value("algorithm", std::string()) == "tuak";
     j["k"] = std::string(32, '0');
     j["opc"] = std::string(tuak ? 64 : 32, '0');

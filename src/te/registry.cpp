@@ -39,6 +39,9 @@ json params_json(const MidRecord& m) {
     if (!m.provisioned_by.empty()) {
         j["provisioned_by"] = m.provisioned_by;
     }
+    if (m.borrows_functions()) {
+        j["functions_from"] = m.functions_from;
+    }
     j["policy"] = {{"pin_required", m.policy.pin_required},
                    {"share_functions", m.policy.share_functions},
                    {"allowed_actions", m.policy.allowed_actions}};
@@ -75,6 +78,7 @@ void apply_params(MidRecord& m, const json& j) {
         m.has_puk = j.at("has_puk").get<bool>();
     }
     m.provisioned_by = j.value("provisioned_by", std::string());
+    m.functions_from = j.value("functions_from", std::string());
     const json& p = j.at("policy");
     m.policy.pin_required = p.at("pin_required");
     m.policy.share_functions = p.at("share_functions");

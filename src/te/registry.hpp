@@ -47,6 +47,12 @@ struct MidRecord {
     // Remote provisioning: the JWK thumbprint of the key that signed the
     // install instruction; empty for a locally imported MID.
     std::string provisioned_by;
+    // An ISIM-only MID (profile.hpp): the ICCID of the MID whose USIM function
+    // it uses; empty when it has its own. Such a MID has no rows in `objects`,
+    // and its algorithm, tuak, amf, mode and sqn are placeholders nothing reads.
+    std::string functions_from;
+
+    bool borrows_functions() const { return !functions_from.empty(); }
 };
 
 // Remote provisioning state (docs/protocol.md): per server signing key, the

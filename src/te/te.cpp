@@ -100,6 +100,17 @@ template <class F> auto with_warm(WarmState& warm, F&& f) -> decltype(f()) {
     return f();
 }
 
+// Usim.Authenticate, GsmAuthenticate and GetSuci need a USIM function of the
+// MID's own: an ISIM-only MID has none.
+void require_own_usim(const MidRecord& m) {
+    if (m.borrows_functions()) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "index: MID " + m.iccid +
+                          " has no USIM function of its own (it is an ISIM that uses MID " +
+                          m.functions_from + "'s)");
+    }
+}
+
 [[noreturn]] void bad_approval(const std::string& what) {
     throw TeError(ErrorCode::InvalidArgument, "approval: " + what);
 }
@@ -286,6 +297,21 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     if (registry_->find_by_iccid(p.iccid)) {
         throw TeError(ErrorCode::AlreadyExists, "a MID with ICCID " + p.iccid + " is installed");
     }
+    if (p.borrows_functions()) {
+        // The lender must be there and have keys of its own; whether it shares
+        // is its policy's say at each use.
+        const auto lender = registry_->find_by_iccid(p.functions_from);
+        if (!lender) {
+            throw TeError(ErrorCode::InvalidArgument,
+                          "profile: functions_from: no MID with ICCID " + p.functions_from +
+                              " is installed");
+        }
+        if (lender->borrows_functions()) {
+            throw TeError(ErrorCode::InvalidArgument,
+                          "profile: functions_from: MID " + p.functions_from +
+                              " has no USIM function of its own to share");
+        }
+    }
     Bytes name;
     try {
         name = authority_name(authority);
@@ -336,7 +362,9 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
         }
     }
     try {
-        if (p.algorithm == Algorithm::Milenage) {
+        if (p.borrows_functions()) {
+            // An ISIM-only MID: no TPM objects of its own.
+        } else if (p.algorithm == Algorithm::Milenage) {
             options.mode = choose_mode(caps_, Algorithm::Milenage, config_.force_mode);
             material = create_milenage_mid(*ctx_, srk_.handle, p.k, p.opc, p.op_given, options, *a,
                                            tickets_);
@@ -369,6 +397,7 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     m.isim = p.isim;
     m.suci = p.suci;
     m.policy = p.policy;
+    m.functions_from = p.functions_from;
     m.authority = name;
     m.has_pin = has_pin;
     m.has_puk = p.puk.has_value();
@@ -387,7 +416,9 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
         store_approval(*registry_, *audit_, *approval, now);
     }
     const std::int64_t index = registry_->insert(m);
-    registry_->put_object(index, kRoleKey, material.key);
+    if (!m.borrows_functions()) {
+        registry_->put_object(index, kRoleKey, material.key);
+    }
     if (material.opc) {
         registry_->put_object(index, kRoleOpc, *material.opc);
     }
@@ -400,12 +431,14 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     if (puk_gate) {
         registry_->put_object(index, kRolePukGate, *puk_gate);
     }
-    audit_->append(AuditType::Install, m.iccid,
-                   {{"index", index},
-                    {"imsi", m.imsi},
-                    {"algorithm", to_string(m.algorithm)},
-                    {"mode", to_string(m.mode)},
-                    {"source", "local"}});
+    json installed = {{"index", index}, {"imsi", m.imsi}, {"source", "local"}};
+    if (m.borrows_functions()) {
+        installed["functions_from"] = m.functions_from;
+    } else {
+        installed["algorithm"] = to_string(m.algorithm);
+        installed["mode"] = to_string(m.mode);
+    }
+    audit_->append(AuditType::Install, m.iccid, installed);
     guard_->stamp();
     t.commit();
     audit_->anchor();
@@ -565,6 +598,7 @@ usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim:
                                                  ByteView autn) {
     std::lock_guard lock(mutex_);
     MidRecord m = require(index);
+    require_own_usim(m);
     if (m.state != MidState::Active) {
         throw TeError(ErrorCode::IllegalTransition,
                       std::string("the MID is ") + to_string(m.state) + ", not active");
@@ -572,6 +606,11 @@ usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim:
     if (!m.policy.allows("authenticate")) {
         throw TeError(ErrorCode::PolicyDenied, "the MID's policy does not allow authentication");
     }
+    return usim_aka_locked(m, rand, autn, nullptr);
+}
+
+usim::AkaResult TrustedEnvironment::usim_aka_locked(MidRecord& m, const usim::Rand& rand,
+                                                    ByteView autn, const MidRecord* user) {
     usim::AkaResult result;
     try {
         result = with_warm(warm_, [&] {
@@ -598,18 +637,87 @@ usim::AkaResult TrustedEnvironment::authenticate(std::int64_t index, const usim:
         // The new SQN state is durable before RES/CK/IK leave this function.
         guard_->prepare(false);
         Transaction t(*db_);
-        registry_->update_sqn(index, ok->state);
+        registry_->update_sqn(m.index, ok->state);
         count_use(*db_, mid_label(m), UseKind::Authentication,
                   static_cast<std::int64_t>(std::time(nullptr)));
+        if (user != nullptr) {
+            // A shared use (isim_authenticate): counted on the borrower too.
+            count_use(*db_, mid_label(*user), UseKind::Authentication,
+                      static_cast<std::int64_t>(std::time(nullptr)));
+        }
         guard_->stamp();
         t.commit();
     }
     return result;
 }
 
+usim::AkaResult TrustedEnvironment::isim_authenticate(std::int64_t index, const usim::Rand& rand,
+                                                      ByteView autn) {
+    std::lock_guard lock(mutex_);
+    MidRecord m = require(index);
+    if (!m.isim) {
+        throw TeError(ErrorCode::InvalidArgument,
+                      "index: MID " + m.iccid + " has no ISIM (no IMS identities)");
+    }
+    if (m.state != MidState::Active) {
+        throw TeError(ErrorCode::IllegalTransition,
+                      std::string("the MID is ") + to_string(m.state) + ", not active");
+    }
+    if (!m.policy.allows("isim")) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "the MID's policy does not allow IMS authentication");
+    }
+    if (!m.borrows_functions()) {
+        // Its own ISIM: the MID's AKA, so "authenticate" must be allowed too.
+        if (!m.policy.allows("authenticate")) {
+            throw TeError(ErrorCode::PolicyDenied,
+                          "the MID's policy does not allow authentication");
+        }
+        return usim_aka_locked(m, rand, autn, nullptr);
+    }
+    MidRecord lender = lender_for(m);
+    return usim_aka_locked(lender, rand, autn, &m);
+}
+
+// TR 33.812: a MID's functions serve another MID only where both MIDs'
+// policies allow it and both are active (docs/te.md "Shared functions").
+MidRecord TrustedEnvironment::lender_for(const MidRecord& borrower) {
+    const std::string& iccid = borrower.functions_from;
+    auto lender = registry_->find_by_iccid(iccid);
+    if (!lender) {
+        throw TeError(ErrorCode::UnknownMid, "MID " + iccid +
+                                                 ", whose USIM function this MID uses, is not "
+                                                 "installed");
+    }
+    if (lender->borrows_functions()) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "MID " + iccid + " has no USIM function of its own to share");
+    }
+    if (!borrower.policy.share_functions) {
+        throw TeError(ErrorCode::PolicyDenied, "MID " + borrower.iccid +
+                                                   " does not share functions "
+                                                   "(policy.share_functions)");
+    }
+    if (!lender->policy.share_functions) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "MID " + iccid + " does not share its functions (policy.share_functions)");
+    }
+    if (lender->state != MidState::Active) {
+        throw TeError(ErrorCode::PolicyDenied, "MID " + iccid +
+                                                   ", whose USIM function this MID uses, is " +
+                                                   to_string(lender->state) + ", not active");
+    }
+    if (!lender->policy.allows("isim")) {
+        throw TeError(ErrorCode::PolicyDenied,
+                      "MID " + iccid + "'s policy does not allow IMS authentication");
+    }
+    return *lender;
+}
+
 usim::GsmContext TrustedEnvironment::gsm_authenticate(std::int64_t index, const usim::Rand& rand) {
     std::lock_guard lock(mutex_);
     MidRecord m = require(index);
+    require_own_usim(m);
     if (m.state != MidState::Active) {
         throw TeError(ErrorCode::IllegalTransition,
                       std::string("the MID is ") + to_string(m.state) + ", not active");
@@ -636,6 +744,7 @@ usim::GsmContext TrustedEnvironment::gsm_authenticate(std::int64_t index, const 
 usim::Suci TrustedEnvironment::suci(std::int64_t index) {
     std::lock_guard lock(mutex_);
     MidRecord m = require(index);
+    require_own_usim(m);
     if (m.state != MidState::Active) {
         throw TeError(ErrorCode::IllegalTransition,
                       std::string("the MID is ") + to_string(m.state) + ", not active");

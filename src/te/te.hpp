@@ -159,9 +159,22 @@ public:
     void remove(std::int64_t index); // only when inactive; keeps a tombstone
 
     // 3G/4G AKA. The MID must be active and its policy must allow it.
+    // These three need a USIM function of the MID's own: an ISIM-only MID
+    // (functions_from) gets InvalidArgument.
     usim::AkaResult authenticate(std::int64_t index, const usim::Rand& rand, ByteView autn);
     usim::GsmContext gsm_authenticate(std::int64_t index, const usim::Rand& rand);
     usim::Suci suci(std::int64_t index);
+
+    // IMS AKA (the ISIM's AUTHENTICATE) on a MID with IMS identities, active,
+    // whose policy allows "isim". With keys of its own it is the MID's AKA
+    // (its policy must allow "authenticate" too). An ISIM-only MID runs it with
+    // the USIM function of the MID its functions_from names (docs/te.md
+    // "Shared functions"): that MID must be installed, have keys of its own,
+    // be active, and share (policy.share_functions) and allow "isim"; its PIN
+    // rules apply, its SQN array advances, and the use counts on both MIDs.
+    // Refusals: PolicyDenied naming the MID that does not share or is not
+    // active, UnknownMid naming the ICCID of a lender that is gone.
+    usim::AkaResult isim_authenticate(std::int64_t index, const usim::Rand& rand, ByteView autn);
 
     // PIN (for MIDs imported with one). VerifyPin unlocks the MID for this
     // session; wrong PINs count down to a block; the PUK unblocks and sets a new
@@ -245,6 +258,13 @@ private:
     void transition(MidRecord& mid, LifecycleEvent event, std::optional<unsigned> slot,
                     const nlohmann::json& details);
     std::unique_ptr<MidAlgorithm> algorithm_for(MidRecord& mid);
+    // The AKA with `keys`' own USIM function, its SQN array committed before
+    // the result is returned (the caller checked state and policy); the use is
+    // counted on `keys` and, for a shared use, on `user`.
+    usim::AkaResult usim_aka_locked(MidRecord& keys, const usim::Rand& rand, ByteView autn,
+                                    const MidRecord* user);
+    // The MID whose USIM function an ISIM-only MID uses, when sharing is allowed.
+    MidRecord lender_for(const MidRecord& borrower);
 
     // provisioned.cpp: the operations inside an instruction's transaction.
     struct InstructionRun;
