@@ -218,7 +218,8 @@ void TrustedEnvironment::store_approval_locked(const MidApproval& approval,
     }
     const Bytes name = tpm::object_name(approval.authority.publicArea);
     current_approval_.clear();
-    registry_->put_approval(name, false, approval.approved_policy,
+    registry_->put_approval(name, false,
+                            tpm::authorization_hash(approval.approved_policy, approval.policy_ref),
                             encode_stored_approval(approval));
     audit_->append(AuditType::PolicyUpdate, std::nullopt,
                    {{"authority", hex_encode(name)},
@@ -227,7 +228,7 @@ void TrustedEnvironment::store_approval_locked(const MidApproval& approval,
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
     for (MidRecord& m : registry_->list()) {
         if (m.state == MidState::Suspended && m.authority == name && !m.has_pin &&
-            same_pcr_values(approval.pcrs, now)) {
+            m.policy_ref == approval.policy_ref && same_pcr_values(approval.pcrs, now)) {
             m.state = MidState::Active;
             registry_->update(m);
             audit_->append(
@@ -297,6 +298,7 @@ std::int64_t TrustedEnvironment::install_locked(ByteView public_profile, Computa
     m.suci = p.suci;
     m.policy = p.policy;
     m.authority = tpm::object_name(approval.authority.publicArea);
+    m.policy_ref = approval.policy_ref;
     m.sqn =
         p.sqn ? usim::SqnState::from_highest(*p.sqn, p.sqn_config) : usim::SqnState(p.sqn_config);
     m.provisioned_by = server;

@@ -42,6 +42,9 @@ json params_json(const MidRecord& m) {
     if (m.borrows_functions()) {
         j["functions_from"] = m.functions_from;
     }
+    if (!m.policy_ref.empty()) {
+        j["policy_ref"] = hex_encode(m.policy_ref);
+    }
     j["policy"] = {{"pin_required", m.policy.pin_required},
                    {"share_functions", m.policy.share_functions},
                    {"allowed_actions", m.policy.allowed_actions}};
@@ -79,6 +82,7 @@ void apply_params(MidRecord& m, const json& j) {
     }
     m.provisioned_by = j.value("provisioned_by", std::string());
     m.functions_from = j.value("functions_from", std::string());
+    m.policy_ref = hex_decode(j.value("policy_ref", std::string()), "policy_ref");
     const json& p = j.at("policy");
     m.policy.pin_required = p.at("pin_required");
     m.policy.share_functions = p.at("share_functions");
@@ -349,13 +353,13 @@ std::optional<tpm::ObjectBlobs> Registry::object(std::int64_t index, std::string
     return tpm::ObjectBlobs{s.column_blob(0), s.column_blob(1)};
 }
 
-void Registry::put_approval(ByteView authority_name, bool auth_value, ByteView approved_policy,
+void Registry::put_approval(ByteView authority_name, bool auth_value, ByteView approval_id,
                             ByteView encoded) {
     auto s = db_.prepare("INSERT OR REPLACE INTO approvals (authority, auth_value, approved, "
                          "encoded, created) VALUES (?,?,?,?,?)");
     s.bind(1, authority_name)
         .bind(2, static_cast<std::int64_t>(auth_value ? 1 : 0))
-        .bind(3, approved_policy)
+        .bind(3, approval_id)
         .bind(4, encoded)
         .bind(5, now());
     s.run();

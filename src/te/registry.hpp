@@ -41,6 +41,9 @@ struct MidRecord {
     unsigned pin_retries = 0;
     unsigned puk_retries = 0;
     Bytes authority; // the TPM name of the policy authority
+    // The policyRef of its objects' PolicyAuthorize: only the authority's
+    // approvals with this reference open them (empty for most MIDs).
+    Bytes policy_ref;
     usim::SqnState sqn;
     std::int64_t created = 0; // Unix seconds
     std::int64_t updated = 0;
@@ -100,8 +103,11 @@ public:
     Db& db() noexcept { return db_; }
 
     // Approvals of platform states by policy authorities, stored as encoded
-    // blobs (te.cpp), newest first.
-    void put_approval(ByteView authority_name, bool auth_value, ByteView approved_policy,
+    // blobs (te.cpp), newest first. `approval_id` is what the authority signs,
+    // SHA-256(approved policy || policyRef) (tpm::authorization_hash): one row
+    // per distinct approval, so approvals of one state under two policyRefs
+    // are both kept.
+    void put_approval(ByteView authority_name, bool auth_value, ByteView approval_id,
                       ByteView encoded);
     std::vector<Bytes> approvals(ByteView authority_name, bool auth_value);
 

@@ -174,14 +174,16 @@ TPMT_TK_VERIFIED verify_approval(tpm::Context& ctx, const tpm::PcrSelection& sel
 void store_approval(Registry& registry, AuditLog& audit, const MidApproval& approval,
                     const tpm::PcrValues& now) {
     const Bytes name = authority_name(approval.authority);
-    registry.put_approval(name, approval.auth_value, approval.approved_policy,
+    registry.put_approval(name, approval.auth_value,
+                          tpm::authorization_hash(approval.approved_policy, approval.policy_ref),
                           encode_stored_approval(approval));
     audit.append(AuditType::PolicyUpdate, std::nullopt,
                  {{"authority", hex_encode(name)},
                   {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
     for (MidRecord& m : registry.list()) {
         if (m.state == MidState::Suspended && m.authority == name &&
-            m.has_pin == approval.auth_value && same_pcr_values(approval.pcrs, now)) {
+            m.policy_ref == approval.policy_ref && m.has_pin == approval.auth_value &&
+            same_pcr_values(approval.pcrs, now)) {
             m.state = MidState::Active;
             registry.update(m);
             audit.append(AuditType::LifecycleChange, mid_label(m),
@@ -274,10 +276,14 @@ void TrustedEnvironment::add_approval(const MidApproval& approval) {
 }
 
 std::optional<MidApproval> TrustedEnvironment::approval_for(const Bytes& name, bool auth_value,
+                                                            const std::optional<Bytes>& policy_ref,
                                                             const tpm::PcrValues& current) {
     std::optional<MidApproval> newest;
     for (const Bytes& encoded : registry_->approvals(name, auth_value)) {
         MidApproval a = decode_stored_approval(encoded);
+        if (policy_ref && a.policy_ref != *policy_ref) {
+            continue; // it would not open objects bound to another policyRef
+        }
         if (same_pcr_values(a.pcrs, current)) {
             return a;
         }
@@ -331,7 +337,10 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     }
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
     const bool has_pin = p.pin.has_value();
-    std::optional<MidApproval> a = approval_for(name, has_pin, now);
+    // With an approval given, the MID's objects are bound to its policyRef;
+    // without, to that of the stored approval chosen.
+    std::optional<MidApproval> a = approval_for(
+        name, has_pin, approval ? std::optional<Bytes>(approval->policy_ref) : std::nullopt, now);
     if (approval && approval->auth_value == has_pin &&
         (same_pcr_values(approval->pcrs, now) || !a || !same_pcr_values(a->pcrs, now))) {
         a = *approval; // the newest, as if stored first
@@ -399,6 +408,7 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     m.policy = p.policy;
     m.functions_from = p.functions_from;
     m.authority = name;
+    m.policy_ref = a->policy_ref; // what its objects' PolicyAuthorize names
     m.has_pin = has_pin;
     m.has_puk = p.puk.has_value();
     m.pin_salt = pin_salt;
@@ -569,11 +579,11 @@ MidKeyMaterial TrustedEnvironment::material_for(const MidRecord& mid) {
     }
     // The approval that held last time is tried first (no PCR_Read on the
     // authentication path); a PlatformMismatch makes the caller look again.
-    const auto key_of = std::make_pair(mid.authority, mid.has_pin);
+    const auto key_of = std::make_tuple(mid.authority, mid.has_pin, mid.policy_ref);
     auto cached = current_approval_.find(key_of);
     if (cached == current_approval_.end()) {
         const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-        auto a = approval_for(mid.authority, mid.has_pin, now);
+        auto a = approval_for(mid.authority, mid.has_pin, mid.policy_ref, now);
         if (!a) {
             throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
         }
@@ -619,7 +629,7 @@ usim::AkaResult TrustedEnvironment::usim_aka_locked(MidRecord& m, const usim::Ra
                 return usim::usim_authenticate(*alg, m.sqn, rand, autn);
             } catch (const PlatformMismatch&) {
                 // The cached approval no longer holds: another stored one may.
-                current_approval_.erase(std::make_pair(m.authority, m.has_pin));
+                current_approval_.erase(std::make_tuple(m.authority, m.has_pin, m.policy_ref));
                 auto alg = algorithm_for(m);
                 return usim::usim_authenticate(*alg, m.sqn, rand, autn);
             }
@@ -780,7 +790,7 @@ SecretBytes TrustedEnvironment::open_pin_gate(const MidRecord& mid, const char* 
         throw TeError(ErrorCode::StateCorrupt, std::string("MID has no ") + role);
     }
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    const auto a = approval_for(mid.authority, true, now);
+    const auto a = approval_for(mid.authority, true, mid.policy_ref, now);
     if (!a) {
         throw TeError(ErrorCode::PolicyDenied, "no approval by the MID's authority is stored");
     }
@@ -862,7 +872,7 @@ void TrustedEnvironment::change_pin(std::int64_t index, ByteView old_pin, ByteVi
     verify_pin(index, old_pin);
     MidRecord m = require(index);
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    const auto a = approval_for(m.authority, true, now);
+    const auto a = approval_for(m.authority, true, m.policy_ref, now);
     const tpm::ObjectBlobs gate =
         create_gate(*ctx_, srk_.handle, unlocked_.at(index), stretch_pin(new_pin, m.pin_salt), *a);
     guard_->prepare(true);
@@ -898,7 +908,7 @@ void TrustedEnvironment::unblock_pin(std::int64_t index, ByteView puk, ByteView 
                       "wrong PUK, " + std::to_string(m.puk_retries) + " tries left");
     }
     const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    const auto a = approval_for(m.authority, true, now);
+    const auto a = approval_for(m.authority, true, m.policy_ref, now);
     const tpm::ObjectBlobs gate =
         create_gate(*ctx_, srk_.handle, unlock, stretch_pin(new_pin, m.pin_salt), *a);
     json details = {{"what", "pin-unblocked"}};

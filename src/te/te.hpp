@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "audit.hpp"
@@ -253,7 +254,10 @@ public:
 private:
     MidRecord require(std::int64_t index);
     MidKeyMaterial material_for(const MidRecord& mid);
+    // The stored approval of the authority (with PolicyAuthValue or not, with
+    // this policyRef unless any_ref) for the current PCRs, else the newest.
     std::optional<MidApproval> approval_for(const Bytes& authority_name, bool auth_value,
+                                            const std::optional<Bytes>& policy_ref,
                                             const tpm::PcrValues& current);
     void transition(MidRecord& mid, LifecycleEvent event, std::optional<unsigned> slot,
                     const nlohmann::json& details);
@@ -298,7 +302,8 @@ private:
     WarmState warm_;
     std::map<std::int64_t, SecretBytes> unlocked_; // PIN verified: the unlock secret
     // The approval that held at the last use, per (authority, has PIN).
-    std::map<std::pair<Bytes, bool>, MidApproval> current_approval_;
+    // (authority, has PIN, policyRef) -> the approval that held last.
+    std::map<std::tuple<Bytes, bool, Bytes>, MidApproval> current_approval_;
     SecretBytes secret_;
     GuardStatus guard_status_;
     tpm::PcrSelection selection_;

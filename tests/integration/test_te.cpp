@@ -530,4 +530,39 @@ TEST_F(TeTest, KeepsTheLastMidsSessionAndKeyBetweenAuthenticationsAndReleasesThe
     }
 }
 
+TEST_F(TeTest, OnlyApprovalsWithTheMidsPolicyRefAreChosenForIt) {
+    // The authority approves per policyRef (e.g. one per operator); a newer
+    // approval of the same state under another reference must not be the one
+    // tried for this MID: it cannot open objects bound to the first.
+    const json set = load_json("milenage.json").at("milenage").at(6);
+    const Bytes ref_a = text_bytes("operator-a");
+    const Bytes ref_b = text_bytes("operator-b");
+    const std::int64_t idx =
+        te_->import_profile(text_bytes(milenage_profile(set, 1).dump()), authority_.tpm_public(),
+                            approve(authority_, te_->current_pcrs(), false, ref_a));
+    EXPECT_EQ(te_->get(idx).policy_ref, ref_a);
+    te_->activate(idx, 0);
+    auto sw = usim::Milenage::software(hex_decode(set.at("k").get<std::string>(), "k"),
+                                       hex_decode(set.at("opc").get<std::string>(), "opc"));
+    te_->add_approval(approve(authority_, te_->current_pcrs(), false, ref_b));
+    close(); // no approval remembered from an earlier use
+    open();
+    expect_aka_matches_software(*te_, idx, *sw, 0x21, {0x80, 0x00});
+
+    // After a PCR change only an approval under ref_a resumes the MID.
+    close();
+    extend_pcr(swtpm_.tcti(), 7);
+    open();
+    const usim::Rand rand = usim::random_rand();
+    EXPECT_THROW(
+        te_->authenticate(idx, rand, usim::generate_vector(*sw, rand, 0x41, {0x80, 0x00}).autn),
+        PlatformMismatch);
+    ASSERT_EQ(te_->get(idx).state, MidState::Suspended);
+    te_->add_approval(approve(authority_, te_->current_pcrs(), false, ref_b));
+    EXPECT_EQ(te_->get(idx).state, MidState::Suspended) << "resumed by another policyRef";
+    te_->add_approval(approve(authority_, te_->current_pcrs(), false, ref_a));
+    EXPECT_EQ(te_->get(idx).state, MidState::Active);
+    expect_aka_matches_software(*te_, idx, *sw, 0x61, {0x80, 0x00});
+}
+
 } // namespace
