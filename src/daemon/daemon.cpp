@@ -22,6 +22,7 @@
 #include "te/errors.hpp"
 #include "tpm/error.hpp"
 #include "tpm/keys.hpp"
+#include "tpm/stale.hpp"
 #include "usim/bytes.hpp"
 #include "usim/secret.hpp"
 
@@ -179,6 +180,18 @@ int run(int argc, char** argv) {
         // may be absent (no remote provisioning).
         if (config.te_policy_set || access(config.te_policy.c_str(), F_OK) == 0) {
             policy = load_te_policy(config.te_policy);
+        }
+        {
+            // A raw TPM (swtpm, /dev/tpm0) keeps what a killed tresimd left
+            // loaded, and a full TPM refuses the next start; behind a resource
+            // manager this sends nothing (tpm/stale.hpp).
+            tpm::Context stale_ctx(config.tcti);
+            const tpm::StaleFlush stale = tpm::flush_stale_handles(stale_ctx);
+            if (stale.total() > 0) {
+                log(LOG_NOTICE, "flushed " + std::to_string(stale.objects) +
+                                    " transient objects and " + std::to_string(stale.sessions) +
+                                    " sessions an earlier process left in the TPM");
+            }
         }
         identity = te_identity_of(config.tcti);
         te::TeConfig tc = te_config(config);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "tpm/hash_alg.hpp"
 #include "tpm/keys.hpp"
 
 namespace tresim::protocol {
@@ -20,19 +21,10 @@ constexpr std::uint32_t kMaxEventData = 16u << 20; // a sanity bound on one even
     throw InvalidArgument("event-log", why);
 }
 
-const char* bank_name(TPMI_ALG_HASH alg) {
-    switch (alg) {
-    case TPM2_ALG_SHA1:
-        return "sha1";
-    case TPM2_ALG_SHA256:
-        return "sha256";
-    case TPM2_ALG_SHA384:
-        return "sha384";
-    case TPM2_ALG_SHA512:
-        return "sha512";
-    default:
-        return "unknown";
-    }
+// The banks an event log may carry: the hashes tresim computes in software.
+std::string bank_name(TPMI_ALG_HASH alg) {
+    const tpm::HashAlgorithm* h = tpm::find_software_hash(alg);
+    return std::string(h != nullptr ? h->name : "unknown");
 }
 
 // Little-endian reader over the log that refuses to run past its end.
@@ -80,8 +72,8 @@ void put(Bytes& out, ByteView b) {
 }
 
 std::size_t known_size(TPMI_ALG_HASH alg) {
-    const EVP_MD* md = tpm::evp_md(alg);
-    return md == nullptr ? 0 : static_cast<std::size_t>(EVP_MD_get_size(md));
+    const tpm::HashAlgorithm* h = tpm::find_software_hash(alg);
+    return h != nullptr ? h->digest_size : 0;
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "error.hpp"
+#include "hash_alg.hpp"
 
 namespace tresim::tpm {
 
@@ -87,23 +88,6 @@ bool aes_mode_allowed(Context& ctx, TPM2_ALG_ID mode) {
     return Esys_TestParms(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &parms) == TSS2_RC_SUCCESS;
 }
 
-const char* hash_name(TPM2_ALG_ID alg) {
-    switch (alg) {
-    case TPM2_ALG_SHA1:
-        return "sha1";
-    case TPM2_ALG_SHA256:
-        return "sha256";
-    case TPM2_ALG_SHA384:
-        return "sha384";
-    case TPM2_ALG_SHA512:
-        return "sha512";
-    case TPM2_ALG_SM3_256:
-        return "sm3_256";
-    default:
-        return "unknown";
-    }
-}
-
 } // namespace
 
 Capabilities probe(Context& ctx) {
@@ -141,7 +125,7 @@ Capabilities probe(Context& ctx) {
         const TPMS_PCR_SELECTION& s = pcrs->data.assignedPCR.pcrSelections[i];
         PcrBank bank;
         bank.hash = s.hash;
-        bank.name = hash_name(s.hash);
+        bank.name = hash_name(s.hash).value_or("unknown");
         for (unsigned pcr = 0; pcr < s.sizeofSelect * 8u; ++pcr) {
             if ((s.pcrSelect[pcr / 8] & (1u << (pcr % 8))) != 0) {
                 bank.pcrs.push_back(pcr);

@@ -21,6 +21,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "error.hpp"
+#include "hash_alg.hpp"
 
 namespace tresim::tpm {
 
@@ -96,35 +97,19 @@ T unmarshal(ByteView bytes, F fn, std::string_view argument, const char* type) {
     return value;
 }
 
+// The PCR banks of the selection syntax: the hashes tresim computes in software.
 TPMI_ALG_HASH bank_of(std::string_view name) {
-    if (name == "sha1") {
-        return TPM2_ALG_SHA1;
-    }
-    if (name == "sha256") {
-        return TPM2_ALG_SHA256;
-    }
-    if (name == "sha384") {
-        return TPM2_ALG_SHA384;
-    }
-    if (name == "sha512") {
-        return TPM2_ALG_SHA512;
+    if (const HashAlgorithm* h = find_software_hash(name)) {
+        return h->alg;
     }
     throw InvalidArgument("pcrs", "names an unknown PCR bank (use sha1, sha256, sha384 or sha512)");
 }
 
 std::string bank_name(TPMI_ALG_HASH alg) {
-    switch (alg) {
-    case TPM2_ALG_SHA1:
-        return "sha1";
-    case TPM2_ALG_SHA256:
-        return "sha256";
-    case TPM2_ALG_SHA384:
-        return "sha384";
-    case TPM2_ALG_SHA512:
-        return "sha512";
-    default:
-        return "alg" + std::to_string(alg);
+    if (const HashAlgorithm* h = find_software_hash(alg)) {
+        return std::string(h->name);
     }
+    return "alg" + std::to_string(alg);
 }
 
 Bytes bn_to_bytes(const BIGNUM* bn, std::size_t size) {

@@ -1,7 +1,6 @@
 #include "harness.hpp"
 
 #include <arpa/inet.h>
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -10,14 +9,12 @@
 #include <sstream>
 #include <stdexcept>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "tpm/context.hpp"
-#include "tpm/error.hpp"
+#include "tpm/stale.hpp"
 
 namespace tresim::test::crash {
 
@@ -29,39 +26,26 @@ void trace(const std::string& line) {
     }
 }
 
-// ---- swtpm under the driver's control -------------------------------------------
+// ---- sockets of the proxy -------------------------------------------------------
 
-bool port_open(int port) {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+namespace {
+
+sockaddr_in loopback(int port) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool ok = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    close(s);
-    return ok;
+    return a;
 }
 
-bool port_free(int port) {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool ok = bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    close(s);
-    return ok;
-}
+} // namespace
 
 int listen_on(int port) {
     const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     const int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s, 4) != 0) {
+    const sockaddr_in a = loopback(port);
+    if (bind(s, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) != 0 || listen(s, 4) != 0) {
         close(s);
         return -1;
     }
@@ -70,11 +54,8 @@ int listen_on(int port) {
 
 int connect_to(int port) {
     const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    const sockaddr_in a = loopback(port);
+    if (connect(s, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) != 0) {
         close(s);
         return -1; // swtpm is gone (a power cut): the client sees its connection close
     }
@@ -135,28 +116,9 @@ std::string code_name(std::uint32_t code) {
     return hex;
 }
 
-// What /dev/tpmrm0 does when a client dies: flush the transient objects and
-// sessions it left loaded. Returns how many there were.
 int flush_leftovers(const std::string& tcti) {
     tpm::Context ctx(tcti);
-    int flushed = 0;
-    for (const TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {
-        TPMI_YES_NO more = TPM2_NO;
-        TPMS_CAPABILITY_DATA* raw = nullptr;
-        tpm::check(Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                      TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, &more, &raw),
-                   "TPM2_GetCapability(handles)");
-        const tpm::EsysPtr<TPMS_CAPABILITY_DATA> data(raw);
-        for (std::uint32_t i = 0; i < data->data.handles.count; ++i) {
-            ESYS_TR tr = ESYS_TR_NONE;
-            tpm::check(Esys_TR_FromTPMPublic(ctx, data->data.handles.handle[i], ESYS_TR_NONE,
-                                             ESYS_TR_NONE, ESYS_TR_NONE, &tr),
-                       "Esys_TR_FromTPMPublic(leftover)");
-            tpm::check(Esys_FlushContext(ctx, tr), "TPM2_FlushContext(leftover)");
-            ++flushed;
-        }
-    }
-    return flushed;
+    return static_cast<int>(tpm::flush_stale_handles(ctx).total());
 }
 
 // ---- The database, read without the TE ----------------------------------------------
@@ -226,54 +188,6 @@ std::string read_file_text(const std::string& path) {
     std::ostringstream text;
     text << in.rdbuf();
     return text.str();
-}
-
-void PowerTpm::start() {
-    std::mt19937 r(std::random_device{}());
-    for (int attempt = 0;; ++attempt) {
-        port_ = 20000 + static_cast<int>(r() % 20000) * 2;
-        if (port_free(port_) && port_free(port_ + 1)) {
-            break;
-        }
-        if (attempt > 100) {
-            throw std::runtime_error("no free ports for swtpm");
-        }
-    }
-    const std::string server = "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1";
-    const std::string ctrl = "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1";
-    const std::string state = "dir=" + state_;
-    const std::string log = "file=" + state_ + "/../swtpm-crash.log";
-    pid_ = fork();
-    if (pid_ < 0) {
-        throw std::runtime_error("fork failed");
-    }
-    if (pid_ == 0) {
-        execlp("swtpm", "swtpm", "socket", "--tpm2", "--tpmstate", state.c_str(), "--server",
-               server.c_str(), "--ctrl", ctrl.c_str(), "--flags", "not-need-init,startup-clear",
-               "--log", log.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    while (!port_open(port_)) {
-        int status = 0;
-        if (waitpid(pid_, &status, WNOHANG) == pid_) {
-            pid_ = -1;
-            throw std::runtime_error("swtpm exited at start; see " + log);
-        }
-        if (Clock::now() > deadline) {
-            throw std::runtime_error("swtpm did not open its port in 10 s");
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-}
-
-void PowerTpm::stop(int sig) {
-    if (pid_ > 0) {
-        kill(pid_, sig);
-        int status = 0;
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
-    }
 }
 
 TpmProxy::TpmProxy() {

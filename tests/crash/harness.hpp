@@ -1,11 +1,10 @@
 #pragma once
-// Plumbing of the crash-injection test (test_crash.cpp): a swtpm the driver
-// can power-cut, a proxy that sees every TPM command of the worker, what a
-// resource manager would flush after a killed client, and a read-only look
-// at the state database.
+// Plumbing of the crash-injection test (test_crash.cpp): a proxy that sees
+// every TPM command of the worker, what a resource manager would flush after a
+// killed client, and a read-only look at the state database. The swtpm the
+// driver power-cuts is test::Swtpm (tests/integration/swtpm.hpp).
 
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -23,8 +22,6 @@ using Clock = std::chrono::steady_clock;
 // Appends a line to the file TRESIM_CRASH_TRACE names, if set (debugging).
 void trace(const std::string& line);
 
-bool port_open(int port);
-bool port_free(int port);
 // A non-blocking listening socket on loopback, or -1.
 int listen_on(int port);
 // A socket connected to loopback:port, or -1.
@@ -36,7 +33,8 @@ std::string code_name(std::uint32_t code);
 bool is_nv_write(std::uint32_t code);
 
 // What /dev/tpmrm0 does when a client dies: flush the transient objects and
-// sessions it left loaded. Returns how many there were.
+// sessions it left in the TPM (tpm::flush_stale_handles, which tresimd runs at
+// start on a raw TPM). Returns how many there were.
 int flush_leftovers(const std::string& tcti);
 
 // What the killed process left, read through a read-only connection (which
@@ -53,36 +51,6 @@ struct DbPeek {
 DbPeek peek(const std::string& path);
 
 std::string read_file_text(const std::string& path);
-
-// A swtpm on a state folder that test::Swtpm manufactured, as a child this
-// driver can SIGKILL (test::Swtpm::restart stops it with SIGTERM).
-class PowerTpm {
-public:
-    explicit PowerTpm(std::string tpm_state) : state_(std::move(tpm_state)) { start(); }
-    ~PowerTpm() { stop(SIGTERM); }
-    PowerTpm(const PowerTpm&) = delete;
-    PowerTpm& operator=(const PowerTpm&) = delete;
-
-    std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
-    int port() const noexcept { return port_; }
-
-    // A power cut: no TPM2_Shutdown, nothing saved but what the TPM already
-    // wrote to its NV file.
-    void power_cut() {
-        trace("power cut, old port " + std::to_string(port_));
-        stop(SIGKILL);
-        start();
-        trace("power back, port " + std::to_string(port_));
-    }
-
-private:
-    void start();
-    void stop(int sig);
-
-    std::string state_;
-    int port_ = 0;
-    pid_t pid_ = -1;
-};
 
 // A TCP proxy between the worker and swtpm (its command port and its control
 // port) that sees every TPM command and response, so that a kill can be aimed

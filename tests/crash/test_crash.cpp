@@ -183,9 +183,7 @@ struct AckedAka {
 
 TEST_F(CrashTest, KilledAnywhereTheTeKeepsTheOldOrTheNewStateAndSqnNeverGoesBack) {
     const int wanted_kills = static_cast<int>(env_number("TRESIM_CRASH_KILLS", 250));
-    test::Swtpm manufactured; // a manufactured TPM state; we run swtpm on it ourselves
-    manufactured.stop();
-    PowerTpm tpm(manufactured.state_dir() + "/tpm");
+    test::Swtpm tpm; // power-cut now and then: SIGKILL, then back on the same state
     write_data();
     {
         TrustedEnvironment te(config(tpm.tcti()));
@@ -245,7 +243,9 @@ TEST_F(CrashTest, KilledAnywhereTheTeKeepsTheOldOrTheNewStateAndSqnNeverGoesBack
             bool cut = false;
             o = runner.run(args(), tpm.port(), p, stderr_path, [&] {
                 if (p.power_cut && !cut) {
+                    trace("power cut, old port " + std::to_string(tpm.port()));
                     tpm.power_cut(); // SIGKILL to swtpm; it comes back on the same state
+                    trace("power back, port " + std::to_string(tpm.port()));
                     cut = true;
                 }
             });
@@ -496,9 +496,7 @@ TEST_F(CrashTest, AKillDuringTheFirstStartLeavesAStateTheNextStartAccepts) {
         state_ = dir_ + "/first-" + std::to_string(i);
         Plan plan;
         plan.mode = i == 0 ? KillMode::None : KillMode::Delay; // the first one calibrates
-        const std::string tcti = tpm.tcti();
-        const int port = std::stoi(tcti.substr(tcti.rfind('=') + 1));
-        const Outcome out = runner.run({"--state", state_, "--data", data_}, port, plan,
+        const Outcome out = runner.run({"--state", state_, "--data", data_}, tpm.port(), plan,
                                        dir_ + "/worker.log", [] {});
         if (out.killed) {
             ++kills;

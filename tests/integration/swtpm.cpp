@@ -193,9 +193,9 @@ void Swtpm::start() {
     }
 }
 
-void Swtpm::stop() {
+void Swtpm::stop(int signal) {
     if (pid_ > 0) {
-        kill(pid_, SIGTERM);
+        kill(pid_, signal);
         int status = 0;
         waitpid(pid_, &status, 0);
         pid_ = -1;
@@ -204,6 +204,11 @@ void Swtpm::stop() {
 
 void Swtpm::restart() {
     stop();
+    start();
+}
+
+void Swtpm::power_cut() {
+    stop(SIGKILL);
     start();
 }
 

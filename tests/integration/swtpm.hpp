@@ -7,6 +7,7 @@
 // manufactures a template state and every later instance starts from a copy
 // of it: each test still gets a TPM nobody else has touched.
 
+#include <csignal>
 #include <string>
 #include <sys/types.h>
 
@@ -21,6 +22,8 @@ public:
 
     // "swtpm:host=127.0.0.1,port=N"
     std::string tcti() const;
+    // N: the command port (the control port is N + 1). A new one at every start.
+    int port() const noexcept { return port_; }
     // The local CA's root certificate that signed the EK certificate's issuer.
     std::string ca_root_cert() const;
     // The CA's intermediate (issuer) certificate.
@@ -30,7 +33,11 @@ public:
     // Power cycle: stop swtpm and start it again on the same state (a reboot;
     // PCRs reset, NV kept).
     void restart();
-    void stop();
+    // A power cut: SIGKILL (no TPM2_Shutdown, nothing saved but what the TPM
+    // already wrote to its NV file), then start again on the same state.
+    void power_cut();
+    // Stops swtpm with `signal` (SIGTERM: an orderly stop) and waits for it.
+    void stop(int signal = SIGTERM);
     void start();
 
 private:

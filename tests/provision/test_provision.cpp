@@ -28,12 +28,11 @@
 #include <thread>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "fixture.hpp"
 #include "protocol/base64url.hpp"
 #include "protocol/eventlog.hpp"
 #include "protocol/jws.hpp"
+#include "ps_server.hpp"
 #include "swtpm.hpp"
 #include "te/approval_json.hpp"
 #include "te/mid_crypto.hpp"
@@ -53,111 +52,24 @@ namespace fs = std::filesystem;
 
 constexpr char kClass[] = "gw-e2e";
 
-std::string must_env(const char* name) {
-    const char* v = std::getenv(name);
-    if (v == nullptr) {
-        throw std::runtime_error(std::string("the test needs $") + name);
-    }
-    return v;
-}
-
-Bytes sha256(ByteView data) {
-    Bytes out(32);
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
-    return out;
-}
-
-ByteView view(const std::string& s) {
-    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
 // ---- the Provisioning Server --------------------------------------------------------
 
-struct Response {
-    int status = 0;
-    json body;
-};
-
-// One tresim-ps from a copy of a ps-dev-pki folder; keeps its port and state
-// across restarts.
-class PsServer {
+// One tresim-ps on a copy of the PKI folder; keeps its port and state across
+// restarts.
+class PsServer : public test::PsServer {
 public:
-    PsServer(const std::string& pki, const std::string& token, const std::string& name,
-             bool empty_ca)
-        : dir_(pki + "-" + name), token_(token) {
-        fs::copy(pki, dir_, fs::copy_options::recursive);
-        if (empty_ca) {
-            fs::remove_all(dir_ + "/manufacturer-ca");
-            fs::create_directory(dir_ + "/manufacturer-ca");
-        }
-        start();
-    }
-    ~PsServer() { stop(SIGTERM); }
-    PsServer(const PsServer&) = delete;
-    PsServer& operator=(const PsServer&) = delete;
+    // `empty_ca`: a server that knows no manufacturer CA.
+    PsServer(const DevPki& pki, const std::string& name, bool empty_ca)
+        : test::PsServer(pki, pki.dir + "-" + name, [&](json&) {
+              if (empty_ca) {
+                  const std::string cas = pki.dir + "-" + name + "/manufacturer-ca";
+                  fs::remove_all(cas);
+                  fs::create_directory(cas);
+              }
+          }) {}
 
-    void start() {
-        if (port_ != 0) { // the same port again: the device pins the URL
-            json conf = json::parse(slurp(dir_ + "/ps.conf"));
-            conf["port"] = port_;
-            std::ofstream(dir_ + "/ps.conf") << conf.dump(2);
-        }
-        const std::string port_file = dir_ + "/port";
-        fs::remove(port_file);
-        const std::string log = dir_ + "/ps.log";
-        const std::string exe = must_env("TRESIM_PS");
-        pid_ = fork();
-        if (pid_ == 0) {
-            const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-            dup2(fd, 2);
-            execl(exe.c_str(), exe.c_str(), "--config", (dir_ + "/ps.conf").c_str(), "--port-file",
-                  port_file.c_str(), static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        for (int i = 0; i < 500 && !fs::exists(port_file); ++i) {
-            std::this_thread::sleep_for(10ms);
-        }
-        std::this_thread::sleep_for(20ms); // the file is written before it is complete
-        std::ifstream(port_file) >> port_;
-        if (port_ == 0) {
-            throw std::runtime_error("tresim-ps did not start; see " + log);
-        }
-    }
-    void stop(int sig) {
-        if (pid_ > 0) {
-            kill(pid_, sig);
-            wait_exit(pid_, 10s);
-            pid_ = -1;
-        }
-    }
-
-    std::string url() const { return "https://localhost:" + std::to_string(port_); }
-    const std::string& dir() const { return dir_; }
-
-    Response post(const std::string& path, const json& body) { return call("POST", path, body); }
-    Response get(const std::string& path) { return call("GET", path, nullptr); }
-
-    json audit() { return get("/v1/operator/audit").body.at("audit"); }
-    // Audit records of `device` with `outcome` (and `event` when not empty).
-    std::size_t audited(const std::string& device, const std::string& outcome,
-                        const std::string& event = "") {
-        std::size_t n = 0;
-        for (const json& r : audit()) {
-            n += r.value("device", "") == device && r.value("outcome", "") == outcome &&
-                 (event.empty() || r.value("event", "") == event);
-        }
-        return n;
-    }
     void reference(const std::map<unsigned, Bytes>& pcrs) {
-        json values = json::object();
-        for (const auto& [i, v] : pcrs) {
-            values[std::to_string(i)] = hex_encode(v);
-        }
-        const Response r =
-            post("/v1/operator/references",
-                 {{"class", kClass}, {"pcrs", {{"bank", "sha256"}, {"values", values}}}});
-        ASSERT_EQ(r.status, 201) << r.body.dump();
+        test::PsServer::reference(kClass, pcrs);
     }
     Response subscribe(const json& set, int n, const json& bind) {
         const json profile = {{"iccid", iccid(n)},
@@ -186,36 +98,6 @@ public:
         }
         return "(none)";
     }
-    std::string subscription_state(const std::string& id) {
-        return get("/v1/operator/subscriptions/" + id).body.value("state", "?");
-    }
-
-private:
-    Response call(const std::string& method, const std::string& path, const json& body) {
-        httplib::SSLClient client("localhost", port_);
-        client.set_ca_cert_path((dir_ + "/ca.pem").c_str());
-        client.enable_server_certificate_verification(true);
-        client.set_read_timeout(20, 0);
-        const httplib::Headers headers = {{"Authorization", "Bearer " + token_}};
-        const httplib::Result r =
-            method == "GET" ? client.Get(path.c_str(), headers)
-                            : client.Post(path.c_str(), headers, body.dump(), "application/json");
-        if (!r) {
-            throw std::runtime_error("HTTPS " + method + " " + path +
-                                     " failed: " + httplib::to_string(r.error()));
-        }
-        Response out;
-        out.status = r->status;
-        if (!r->body.empty()) {
-            out.body = json::parse(r->body);
-        }
-        return out;
-    }
-
-    std::string dir_;
-    std::string token_;
-    pid_t pid_ = -1;
-    int port_ = 0;
 };
 
 // ---- a misbehaving server --------------------------------------------------------------
@@ -336,8 +218,8 @@ private:
 // ---- the environment ------------------------------------------------------------------
 
 struct World {
-    std::string dir;   // test files: PKI, TE policy, event log
-    std::string token; // operator token
+    std::string dir; // test files: PKI, TE policy, event log
+    DevPki pki;      // tools/ps-dev-pki's output in dir/pki, with the operator token
     std::unique_ptr<PsServer> ps;
     std::unique_ptr<PsServer> ps_no_ca; // knows no manufacturer CA
     std::unique_ptr<Rogue> rogue;
@@ -421,7 +303,7 @@ void restart_daemon(int sig = SIGTERM, const std::function<void()>& between = {}
         between();
     }
     const std::string d = world->daemon->dir();
-    world->own_daemon = spawn({must_env("TRESIMD"), "--session", "--tcti", world->daemon->tcti(),
+    world->own_daemon = spawn({need_env("TRESIMD"), "--session", "--tcti", world->daemon->tcti(),
                                "--state-dir", d + "/state", "--config", d + "/tresimd.conf"});
     for (int i = 0; i < 500; ++i) {
         if (owned()) {
@@ -430,27 +312,6 @@ void restart_daemon(int sig = SIGTERM, const std::function<void()>& between = {}
         std::this_thread::sleep_for(20ms);
     }
     throw std::runtime_error("the restarted tresimd did not take org.tresim1");
-}
-
-// What /dev/tpmrm0 does when a client goes away: swtpm has no resource
-// manager, so a killed daemon's transient objects and sessions stay loaded.
-void flush_leftovers(const std::string& tcti) {
-    tpm::Context ctx(tcti);
-    for (const TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {
-        TPMS_CAPABILITY_DATA* data = nullptr;
-        TPMI_YES_NO more = TPM2_NO;
-        tpm::check(Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                      TPM2_CAP_HANDLES, first, 64, &more, &data),
-                   "TPM2_GetCapability(handles)");
-        const std::unique_ptr<TPMS_CAPABILITY_DATA, decltype(&Esys_Free)> owned(data, &Esys_Free);
-        for (std::uint32_t i = 0; i < data->data.handles.count; ++i) {
-            ESYS_TR h = ESYS_TR_NONE;
-            if (Esys_TR_FromTPMPublic(ctx, data->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
-                                      ESYS_TR_NONE, &h) == TSS2_RC_SUCCESS) {
-                Esys_FlushContext(ctx, h);
-            }
-        }
-    }
 }
 
 sdbus::IConnection& calls() {
@@ -500,7 +361,7 @@ struct Outcome {
 };
 
 Outcome ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), must_env("TRESIMCTL"));
+    args.insert(args.begin(), need_env("TRESIMCTL"));
     args.insert(args.begin() + 1, "--session");
     const std::string out = world->dir + "/ctl.out", err = world->dir + "/ctl.err";
     const pid_t pid = fork();
@@ -575,23 +436,13 @@ protected:
         world->dir = make_temp_dir("tresim-provision-");
         {
             Swtpm ca; // only for its (shared) manufacturer CA files
-            const std::string cmd = must_env("PS_DEV_PKI") + " " + world->dir +
-                                    "/pki --port 0 --ek-ca " + ca.ca_root_cert() + " --ek-ca " +
-                                    ca.ca_issuer_cert() + " 2>/dev/null";
-            FILE* f = popen(cmd.c_str(), "r");
-            char line[256] = {};
-            if (f == nullptr || std::fgets(line, sizeof line, f) == nullptr || pclose(f) != 0) {
-                FAIL() << "ps-dev-pki failed";
-            }
-            world->token = line;
-            while (!world->token.empty() && std::isspace(world->token.back())) {
-                world->token.pop_back();
-            }
+            world->pki =
+                make_dev_pki(world->dir + "/pki", {ca.ca_root_cert(), ca.ca_issuer_cert()});
         }
-        const std::string pki = world->dir + "/pki";
+        const std::string pki = world->pki.dir;
         world->rogue = std::make_unique<Rogue>(pki);
-        world->ps = std::make_unique<PsServer>(pki, world->token, "main", false);
-        world->ps_no_ca = std::make_unique<PsServer>(pki, world->token, "noca", true);
+        world->ps = std::make_unique<PsServer>(world->pki, "main", false);
+        world->ps_no_ca = std::make_unique<PsServer>(world->pki, "noca", true);
         world->log.banks = {TPM2_ALG_SHA256};
         write_event_log();
         write_te_policy(0);
@@ -823,20 +674,7 @@ TEST_F(Provisioning, APlatformOutsideTheReferenceIsRefusedNamingThePcr) {
     write_te_policy(0);
     restart_daemon(SIGTERM, [] {
         tpm::Context ctx(world->daemon->tcti());
-        protocol::Event e;
-        e.pcr = 7;
-        e.type = protocol::EV_EFI_VARIABLE_DRIVER_CONFIG;
-        const std::string data = "SecureBoot=0";
-        e.data = Bytes(data.begin(), data.end());
-        e.digests[TPM2_ALG_SHA256] = sha256(e.data);
-        TPML_DIGEST_VALUES v{};
-        v.count = 1;
-        v.digests[0].hashAlg = TPM2_ALG_SHA256;
-        std::copy_n(e.digests[TPM2_ALG_SHA256].begin(), 32, v.digests[0].digest.sha256);
-        tpm::check(Esys_PCR_Extend(ctx, ESYS_TR_PCR0 + 7, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                   ESYS_TR_NONE, &v),
-                   "TPM2_PCR_Extend");
-        world->log.events.push_back(e);
+        measure(ctx, world->log, 7, protocol::EV_EFI_VARIABLE_DRIVER_CONFIG, "SecureBoot=0");
         write_event_log();
     });
     const Job j = provision_job(world->ps->url(), code);
@@ -1019,7 +857,9 @@ TEST_F(Provisioning, ADaemonKilledDuringAnInstallEndsWithTheMidInstalledOnce) {
     ASSERT_EQ(sub.status, 201);
     const sdbus::ObjectPath job = ManagerProxy(calls()).Sync();
     ASSERT_TRUE(job_reaches(job, "installing"));
-    restart_daemon(SIGKILL, [] { flush_leftovers(world->daemon->tcti()); });
+    // swtpm has no resource manager: the killed daemon's transient objects
+    // and sessions stay loaded, and the restarted tresimd flushes them.
+    restart_daemon(SIGKILL);
     const Job j = sync_job();
     ASSERT_EQ(j.state, "done") << j.error << ": " << j.message;
     EXPECT_EQ(te_audited("install", iccid(n)), 1u);

@@ -7,25 +7,20 @@
 // values (tests/vectors/milenage.json).
 
 #include <chrono>
-#include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <httplib.h>
 #include <set>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
 #include "protocol/base64url.hpp"
 #include "protocol/eventlog.hpp"
 #include "protocol/jws.hpp"
+#include "ps_server.hpp"
 #include "swtpm.hpp"
 #include "te/approval_json.hpp"
 #include "te/mid_crypto.hpp"
@@ -45,28 +40,13 @@ namespace fs = std::filesystem;
 constexpr char kClass[] = "gw-test";
 constexpr char kSelection[] = "sha256:0,2,4,7";
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    if (v == nullptr) {
-        throw std::runtime_error(std::string("the test needs $") + name);
-    }
-    return v;
-}
+using test::Response;
+using test::sha256;
+using test::view;
 
 json vector_set(std::size_t i) {
-    std::ifstream in(env("TRESIM_VECTORS_DIR") + "/milenage.json");
+    std::ifstream in(test::need_env("TRESIM_VECTORS_DIR") + "/milenage.json");
     return json::parse(in).at("milenage").at(i);
-}
-
-Bytes sha256(ByteView data) {
-    Bytes out(32);
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
-    return out;
-}
-
-ByteView view(const std::string& s) {
-    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
 std::string b64(ByteView b) {
@@ -75,125 +55,27 @@ std::string b64(ByteView b) {
 
 // ---- the PKI, made once per test program --------------------------------------
 
-struct Pki {
-    std::string dir;   // ps-dev-pki output (its state folder stays unused)
-    std::string token; // operator token
-};
-
-Pki& pki() {
-    static Pki p = [] {
-        Pki out;
-        out.dir = test::make_temp_dir("tresim-ps-pki-");
-        std::atexit([] { test::remove_tree(pki().dir); });
+const test::DevPki& pki() {
+    static const test::DevPki* p = [] { // never destroyed: the atexit handler reads it
+        const std::string dir = test::make_temp_dir("tresim-ps-pki-");
         test::Swtpm swtpm; // only for its (shared) manufacturer CA files
-        const std::string cmd = env("PS_DEV_PKI") + " " + out.dir + "/pki --port 0 --ek-ca " +
-                                swtpm.ca_root_cert() + " --ek-ca " + swtpm.ca_issuer_cert() +
-                                " 2>/dev/null";
-        FILE* f = popen(cmd.c_str(), "r");
-        char line[256] = {};
-        if (f == nullptr || std::fgets(line, sizeof(line), f) == nullptr || pclose(f) != 0) {
-            throw std::runtime_error("ps-dev-pki failed");
-        }
-        out.token = line;
-        while (!out.token.empty() && (out.token.back() == '\n' || out.token.back() == '\r')) {
-            out.token.pop_back();
-        }
-        out.dir += "/pki";
-        return out;
+        const auto* made = new test::DevPki(
+            test::make_dev_pki(dir + "/pki", {swtpm.ca_root_cert(), swtpm.ca_issuer_cert()}));
+        std::atexit([] { test::remove_tree(fs::path(pki().dir).parent_path().string()); });
+        return made;
     }();
-    return p;
+    return *p;
 }
 
 // ---- one tresim-ps process ---------------------------------------------------
 
-struct Response {
-    int status = 0;
-    json body;
-};
-
-class PsProcess {
+class PsProcess : public test::PsServer {
 public:
     // `tweak` edits the configuration before the server starts.
     explicit PsProcess(const std::function<void(json&)>& tweak = {})
-        : dir_(test::make_temp_dir("tresim-ps-")) {
-        for (const auto& e : fs::directory_iterator(pki().dir)) {
-            if (e.path().filename() != "state") {
-                fs::copy(e.path(), dir_ / e.path().filename(), fs::copy_options::recursive);
-            }
-        }
-        json conf;
-        {
-            std::ifstream in(dir_ / "ps.conf");
-            conf = json::parse(in);
-        }
-        if (tweak) {
-            tweak(conf);
-        }
-        std::ofstream(dir_ / "ps.conf") << conf.dump(2);
-        const std::string port_file = (dir_ / "port").string();
-        const std::string config = (dir_ / "ps.conf").string();
-        const std::string log = (dir_ / "ps.log").string();
-        const std::string exe = env("TRESIM_PS");
-        pid_ = fork();
-        if (pid_ == 0) {
-            if (std::freopen(log.c_str(), "w", stderr) == nullptr) {
-                _exit(126);
-            }
-            execl(exe.c_str(), exe.c_str(), "--config", config.c_str(), "--port-file",
-                  port_file.c_str(), static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!fs::exists(port_file)) {
-            int status = 0;
-            if (waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                throw std::runtime_error("tresim-ps exited at start; see " + log);
-            }
-            if (std::chrono::steady_clock::now() > deadline) {
-                throw std::runtime_error("tresim-ps did not start in 10 s");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-        std::ifstream(port_file) >> port_;
-    }
-    ~PsProcess() {
-        if (pid_ > 0) {
-            kill(pid_, SIGTERM);
-            int status = 0;
-            waitpid(pid_, &status, 0);
-        }
-        test::remove_tree(dir_.string());
-    }
-    PsProcess(const PsProcess&) = delete;
-    PsProcess& operator=(const PsProcess&) = delete;
+        : PsServer(pki(), test::make_temp_dir("tresim-ps-"), tweak) {}
 
-    Response post(const std::string& path, const json& body, bool operator_api = false) {
-        return call("POST", path, body.dump(), operator_api);
-    }
-    Response get(const std::string& path) { return call("GET", path, "", true); }
-
-    // Operator helpers.
-    json audit() { return get("/v1/operator/audit").body.at("audit"); }
-    bool audited(const std::string& device, const std::string& outcome) {
-        for (const json& r : audit()) {
-            if (r["device"] == device && r["outcome"] == outcome) {
-                return true;
-            }
-        }
-        return false;
-    }
-    std::string reference(const tpm::PcrValues& v) {
-        json values = json::object();
-        for (const auto& [i, value] : v.values) {
-            values[std::to_string(i)] = hex_encode(value);
-        }
-        const Response r =
-            post("/v1/operator/references",
-                 {{"class", kClass}, {"pcrs", {{"bank", "sha256"}, {"values", values}}}}, true);
-        EXPECT_EQ(r.status, 201) << r.body.dump();
-        return r.body.value("id", "");
-    }
+    std::string reference(const tpm::PcrValues& v) { return PsServer::reference(kClass, v.values); }
     Response subscribe(const json& vector, const std::string& iccid, const json& bind,
                        bool use_op = false) {
         json profile = {{"iccid", iccid},
@@ -203,44 +85,8 @@ public:
                         {"amf", vector["amf"]}};
         profile[use_op ? "op" : "opc"] = vector[use_op ? "op" : "opc"];
         return post("/v1/operator/subscriptions",
-                    {{"profile", profile}, {"class", kClass}, {"bind", bind}}, true);
+                    {{"profile", profile}, {"class", kClass}, {"bind", bind}});
     }
-    std::string subscription_state(const std::string& id) {
-        return get("/v1/operator/subscriptions/" + id).body.value("state", "?");
-    }
-    tpm::PolicyAuthority signing_key() {
-        return tpm::PolicyAuthority::load((dir_ / "ps-signing.pub.pem").string());
-    }
-
-private:
-    Response call(const std::string& method, const std::string& path, const std::string& body,
-                  bool operator_api) {
-        httplib::SSLClient client("localhost", port_);
-        client.set_ca_cert_path((dir_ / "ca.pem").string().c_str());
-        client.enable_server_certificate_verification(true);
-        client.set_read_timeout(30, 0);
-        httplib::Headers headers;
-        if (operator_api) {
-            headers.emplace("Authorization", "Bearer " + pki().token);
-        }
-        const httplib::Result r =
-            method == "GET" ? client.Get(path.c_str(), headers)
-                            : client.Post(path.c_str(), headers, body, "application/json");
-        if (!r) {
-            throw std::runtime_error("HTTPS " + method + " " + path +
-                                     " failed: " + httplib::to_string(r.error()));
-        }
-        Response out;
-        out.status = r->status;
-        if (!r->body.empty()) {
-            out.body = json::parse(r->body);
-        }
-        return out;
-    }
-
-    fs::path dir_;
-    pid_t pid_ = -1;
-    int port_ = 0;
 };
 
 // ---- the device side -----------------------------------------------------------
@@ -271,19 +117,7 @@ struct Device {
     std::string identity() const { return tpm::te_identity(ek.pub.publicArea); }
 
     void measure(unsigned pcr, std::uint32_t type, const std::string& data) {
-        protocol::Event e;
-        e.pcr = pcr;
-        e.type = type;
-        e.data = Bytes(data.begin(), data.end());
-        e.digests[TPM2_ALG_SHA256] = sha256(e.data);
-        TPML_DIGEST_VALUES v{};
-        v.count = 1;
-        v.digests[0].hashAlg = TPM2_ALG_SHA256;
-        std::copy_n(e.digests[TPM2_ALG_SHA256].begin(), 32, v.digests[0].digest.sha256);
-        tpm::check(Esys_PCR_Extend(ctx, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                   ESYS_TR_NONE, &v),
-                   "TPM2_PCR_Extend");
-        log.events.push_back(std::move(e));
+        test::measure(ctx, log, pcr, type, data);
     }
 
     tpm::PcrValues pcrs() { return tpm::read_pcrs(ctx, tpm::parse_pcr_selection(kSelection)); }
@@ -311,10 +145,6 @@ struct Device {
         return h;
     }
 
-    static json attestation(const tpm::Attestation& a) {
-        return {{"attest", b64(a.attest)}, {"signature", b64(a.signature)}};
-    }
-
     struct Evidence {
         json body;
         Bytes quote_attest;
@@ -337,17 +167,13 @@ struct Device {
             tpm::quote(ctx, ak, sel, nonce_override.empty() ? nonce : nonce_override);
         const tpm::Attestation cert = tpm::certify(ctx, ak, srk.handle, nonce);
         const tpm::PcrValues values = tpm::read_pcrs(ctx, sel);
-        json v = json::object();
-        for (const auto& [i, value] : values.values) {
-            v[std::to_string(i)] = hex_encode(value);
-        }
         Evidence e;
         e.quote_attest = quote.attest;
         e.body = {{"session", reply.at("session")},
                   {"credential", b64(credential.view())},
-                  {"quote", attestation(quote)},
-                  {"srk_certification", attestation(cert)},
-                  {"pcrs", {{"bank", "sha256"}, {"values", v}}},
+                  {"quote", test::attestation_json(quote)},
+                  {"srk_certification", test::attestation_json(cert)},
+                  {"pcrs", test::pcrs_json(values.values)},
                   {"event_log", b64(protocol::write_event_log(log))}};
         return e;
     }
@@ -356,7 +182,7 @@ struct Device {
         const std::string text = list.dump();
         const tpm::Attestation q =
             tpm::quote(ctx, ak, tpm::parse_pcr_selection(kSelection), sha256(view(text)));
-        return {{"session", session}, {"results", text}, {"quote", attestation(q)}};
+        return {{"session", session}, {"results", text}, {"quote", test::attestation_json(q)}};
     }
 };
 
@@ -668,20 +494,12 @@ TEST(ProvisioningServer, OperatorOrdersAndNewReferencesReachTheDeviceOnSync) {
     // An order and a new reference state (a legitimate update of PCR 4).
     const Response order =
         ps.post("/v1/operator/devices/" + d.identity() + "/orders",
-                {{"op", "activate"}, {"iccid", "8949020000123456788"}, {"slot", 0}}, true);
+                {{"op", "activate"}, {"iccid", "8949020000123456788"}, {"slot", 0}});
     ASSERT_EQ(order.status, 201) << order.body.dump();
     tpm::PcrValues updated = d.pcrs();
     updated.values[4][5] ^= 0xff;
     const Response ref = ps.post("/v1/operator/references",
-                                 {{"class", kClass},
-                                  {"pcrs",
-                                   {{"bank", "sha256"},
-                                    {"values",
-                                     {{"0", hex_encode(updated.values[0])},
-                                      {"2", hex_encode(updated.values[2])},
-                                      {"4", hex_encode(updated.values[4])},
-                                      {"7", hex_encode(updated.values[7])}}}}}},
-                                 true);
+                                 {{"class", kClass}, {"pcrs", test::pcrs_json(updated.values)}});
     ASSERT_EQ(ref.status, 201);
     EXPECT_EQ(ref.body["policy_updates"], 1);
 
