@@ -9,6 +9,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "error.hpp"
+#include "hash_alg.hpp"
 
 namespace tresim::tpm {
 
@@ -155,18 +156,8 @@ std::uint32_t nv_buffer_max(Context& ctx) {
 // ---- OpenSSL public keys --------------------------------------------------
 
 const EVP_MD* evp_md(TPMI_ALG_HASH alg) noexcept {
-    switch (alg) {
-    case TPM2_ALG_SHA1:
-        return EVP_sha1();
-    case TPM2_ALG_SHA256:
-        return EVP_sha256();
-    case TPM2_ALG_SHA384:
-        return EVP_sha384();
-    case TPM2_ALG_SHA512:
-        return EVP_sha512();
-    default:
-        return nullptr;
-    }
+    const HashAlgorithm* h = find_software_hash(alg);
+    return h != nullptr ? h->md() : nullptr;
 }
 
 EvpPkeyPtr to_evp_pkey(const TPMT_PUBLIC& pub) {

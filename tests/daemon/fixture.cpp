@@ -161,15 +161,18 @@ std::string variant_text(const sdbus::Variant& v) {
 
 } // namespace
 
-Snapshot snapshot(sdbus::IConnection& c) {
-    Snapshot s;
+ManagedObjects managed_objects(sdbus::IConnection& c) {
     auto root = sdbus::createProxy(c, "org.tresim1", "/org/tresim1");
-    std::map<sdbus::ObjectPath, std::map<std::string, std::map<std::string, sdbus::Variant>>>
-        objects;
+    ManagedObjects objects;
     root->callMethod("GetManagedObjects")
         .onInterface("org.freedesktop.DBus.ObjectManager")
         .storeResultsTo(objects);
-    for (const auto& [path, interfaces] : objects) {
+    return objects;
+}
+
+Snapshot snapshot(sdbus::IConnection& c) {
+    Snapshot s;
+    for (const auto& [path, interfaces] : managed_objects(c)) {
         std::string text;
         for (const auto& [interface, properties] : interfaces) {
             text += interface + "{";

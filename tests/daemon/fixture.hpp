@@ -96,6 +96,12 @@ public:
     ~IsimProxy() { unregisterProxy(); }
 };
 
+// Every object of the daemon with its interfaces and their properties, from
+// org.freedesktop.DBus.ObjectManager.GetManagedObjects on /org/tresim1.
+using ManagedObjects =
+    std::map<sdbus::ObjectPath, std::map<std::string, std::map<std::string, sdbus::Variant>>>;
+ManagedObjects managed_objects(sdbus::IConnection& c);
+
 // ---------------------------------------------------------------------------
 // What a client can see of the daemon's state: every MID's properties (from
 // GetManagedObjects) and the audit record's verification. Equal snapshots

@@ -28,12 +28,7 @@ protected:
 
 // The interfaces of the object at `path`, from GetManagedObjects.
 std::vector<std::string> interfaces_of(sdbus::IConnection& c, const std::string& path) {
-    auto root = sdbus::createProxy(c, "org.tresim1", "/org/tresim1");
-    std::map<sdbus::ObjectPath, std::map<std::string, std::map<std::string, sdbus::Variant>>>
-        objects;
-    root->callMethod("GetManagedObjects")
-        .onInterface("org.freedesktop.DBus.ObjectManager")
-        .storeResultsTo(objects);
+    const ManagedObjects objects = managed_objects(c);
     std::vector<std::string> out;
     for (const auto& [interface, properties] : objects.at(sdbus::ObjectPath(path))) {
         if (interface.rfind("org.tresim1.", 0) == 0) {

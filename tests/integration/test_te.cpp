@@ -3,16 +3,15 @@
 
 #include "te/te.hpp"
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "swtpm.hpp"
+#include "te_test_util.hpp"
 #include "tpm/error.hpp"
 #include "tpm/policy.hpp"
 #include "usim/aka.hpp"
@@ -24,27 +23,13 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::load_json;
+using test::text_bytes;
 using testing::HasSubstr;
 
-json load_json(const std::string& name) {
-    const char* dir = std::getenv("TRESIM_VECTORS_DIR");
-    std::ifstream in(std::string(dir != nullptr ? dir : "tests/vectors") + "/" + name);
-    return json::parse(in);
-}
-
-// An ICCID with a valid Luhn check digit, distinct per n.
+// This file's ICCIDs, distinct from the other TE tests'.
 std::string iccid(int n) {
-    std::string body = "894902000000" + std::to_string(1000000 + n);
-    for (char d = '0'; d <= '9'; ++d) {
-        if (luhn_valid(body + d)) {
-            return body + d;
-        }
-    }
-    return body;
-}
-
-Bytes text_bytes(const std::string& s) {
-    return Bytes(s.begin(), s.end());
+    return test::iccid(n, 1000000);
 }
 
 void extend_pcr(const std::string& tcti, unsigned pcr) {

@@ -6,21 +6,18 @@
 // authenticates with the next SQN. Malformed profiles and approvals come from
 // tables of mutations of a valid one (a small table-driven fuzz).
 
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <limits>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include "swtpm.hpp"
 #include "te/pin.hpp"
 #include "te/te.hpp"
+#include "te_test_util.hpp"
 #include "tpm/policy.hpp"
 #include "usim/aka.hpp"
 #include "usim/milenage.hpp"
@@ -30,27 +27,15 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::dump_database;
+using test::milenage_set;
+using test::text_bytes;
 using testing::HasSubstr;
 using testing::Not;
 
-json milenage_set(std::size_t i) {
-    const char* dir = std::getenv("TRESIM_VECTORS_DIR");
-    std::ifstream in(std::string(dir != nullptr ? dir : "tests/vectors") + "/milenage.json");
-    return json::parse(in).at("milenage").at(i);
-}
-
+// This file's ICCIDs, distinct from the other TE tests'.
 std::string iccid(int n) {
-    const std::string body = "894902000000" + std::to_string(5000000 + n);
-    for (char d = '0'; d <= '9'; ++d) {
-        if (luhn_valid(body + d)) {
-            return body + d;
-        }
-    }
-    return body;
-}
-
-Bytes text_bytes(std::string_view s) {
-    return Bytes(s.begin(), s.end());
+    return test::iccid(n, 5000000);
 }
 
 std::string upper(std::string s) {
@@ -58,47 +43,6 @@ std::string upper(std::string s) {
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     }
     return s;
-}
-
-// Every row of every table of the state database, as text: two equal dumps
-// mean the TE changed nothing it keeps.
-std::string dump_database(const std::string& path) {
-    sqlite3* raw = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        sqlite3_close(raw);
-        ADD_FAILURE() << "cannot open " << path;
-        return {};
-    }
-    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-    const auto query = [&](const std::string& sql, const std::function<void(sqlite3_stmt*)>& row) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(db.get(), sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-            ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db.get());
-            return;
-        }
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            row(st);
-        }
-        sqlite3_finalize(st);
-    };
-    std::vector<std::string> tables;
-    query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-          [&](sqlite3_stmt* s) {
-              tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-          });
-    std::ostringstream out;
-    for (const std::string& t : tables) {
-        out << "[" << t << "]\n";
-        query("SELECT * FROM \"" + t + "\" ORDER BY 1", [&](sqlite3_stmt* s) {
-            for (int c = 0; c < sqlite3_column_count(s); ++c) {
-                const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(s, c));
-                const int n = sqlite3_column_bytes(s, c);
-                out << hex_encode(ByteView(p, static_cast<std::size_t>(n))) << "|";
-            }
-            out << "\n";
-        });
-    }
-    return out.str();
 }
 
 class TeBadInput : public testing::Test {

@@ -5,8 +5,6 @@
 // atomicity, switch-slot with confirmation and fallback; the attestation the
 // provisioning client presents.
 
-#include <cstdlib>
-#include <fstream>
 #include <memory>
 
 #include <gmock/gmock.h>
@@ -18,6 +16,7 @@
 #include "swtpm.hpp"
 #include "te/approval_json.hpp"
 #include "te/te.hpp"
+#include "te_test_util.hpp"
 #include "tpm/attest.hpp"
 #include "tpm/duplicate.hpp"
 #include "tpm/keys.hpp"
@@ -28,22 +27,12 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::milenage_set;
 using testing::HasSubstr;
 
-json milenage_set(std::size_t i) {
-    const char* dir = std::getenv("TRESIM_VECTORS_DIR");
-    std::ifstream in(std::string(dir != nullptr ? dir : "tests/vectors") + "/milenage.json");
-    return json::parse(in).at("milenage").at(i);
-}
-
+// This file's ICCIDs, distinct from the other TE tests'.
 std::string iccid(int n) {
-    const std::string body = "894902000000" + std::to_string(3000000 + n);
-    for (char d = '0'; d <= '9'; ++d) {
-        if (luhn_valid(body + d)) {
-            return body + d;
-        }
-    }
-    return body;
+    return test::iccid(n, 3000000);
 }
 
 std::string b64url(ByteView data) {

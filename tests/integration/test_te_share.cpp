@@ -5,12 +5,9 @@
 // sets; every refusal is a typed TeError that leaves every row of the state
 // database as it was (A's SQN array included).
 
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,6 +16,7 @@
 
 #include "swtpm.hpp"
 #include "te/te.hpp"
+#include "te_test_util.hpp"
 #include "tpm/error.hpp"
 #include "tpm/policy.hpp"
 #include "usim/aka.hpp"
@@ -29,69 +27,15 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::dump_database;
+using test::milenage_set;
+using test::query;
+using test::text_bytes;
 using testing::HasSubstr;
 
-json milenage_set(std::size_t i) {
-    const char* dir = std::getenv("TRESIM_VECTORS_DIR");
-    std::ifstream in(std::string(dir != nullptr ? dir : "tests/vectors") + "/milenage.json");
-    return json::parse(in).at("milenage").at(i);
-}
-
+// This file's ICCIDs, distinct from the other TE tests'.
 std::string iccid(int n) {
-    const std::string body = "894902000000" + std::to_string(7000000 + n);
-    for (char d = '0'; d <= '9'; ++d) {
-        if (luhn_valid(body + d)) {
-            return body + d;
-        }
-    }
-    return body;
-}
-
-Bytes text_bytes(std::string_view s) {
-    return Bytes(s.begin(), s.end());
-}
-
-// Runs `sql` on the state database, calling `row` for each result row.
-void query(const std::string& path, const std::string& sql,
-           const std::function<void(sqlite3_stmt*)>& row) {
-    sqlite3* raw = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        sqlite3_close(raw);
-        ADD_FAILURE() << "cannot open " << path;
-        return;
-    }
-    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db.get(), sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-        ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db.get());
-        return;
-    }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        row(st);
-    }
-    sqlite3_finalize(st);
-}
-
-// Every row of every table, as text: equal dumps mean nothing kept changed.
-std::string dump_database(const std::string& path) {
-    std::vector<std::string> tables;
-    query(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-          [&](sqlite3_stmt* s) {
-              tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-          });
-    std::ostringstream out;
-    for (const std::string& t : tables) {
-        out << "[" << t << "]\n";
-        query(path, "SELECT * FROM \"" + t + "\" ORDER BY 1", [&](sqlite3_stmt* s) {
-            for (int c = 0; c < sqlite3_column_count(s); ++c) {
-                const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(s, c));
-                const int n = sqlite3_column_bytes(s, c);
-                out << hex_encode(ByteView(p, static_cast<std::size_t>(n))) << "|";
-            }
-            out << "\n";
-        });
-    }
-    return out.str();
+    return test::iccid(n, 7000000);
 }
 
 class TeShare : public testing::Test {
