@@ -216,26 +216,9 @@ void TrustedEnvironment::store_approval_locked(const MidApproval& approval,
         throw TeError(ErrorCode::PolicyDenied,
                       std::string("approval: the signature does not verify: ") + e.what());
     }
-    const Bytes name = tpm::object_name(approval.authority.publicArea);
     current_approval_.clear();
-    registry_->put_approval(name, false,
-                            tpm::authorization_hash(approval.approved_policy, approval.policy_ref),
-                            encode_stored_approval(approval));
-    audit_->append(AuditType::PolicyUpdate, std::nullopt,
-                   {{"authority", hex_encode(name)},
-                    {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))},
-                    {"instruction", instruction}});
-    const tpm::PcrValues now = tpm::read_pcrs(*ctx_, selection_);
-    for (MidRecord& m : registry_->list()) {
-        if (m.state == MidState::Suspended && m.authority == name && !m.has_pin &&
-            m.policy_ref == approval.policy_ref && same_pcr_values(approval.pcrs, now)) {
-            m.state = MidState::Active;
-            registry_->update(m);
-            audit_->append(
-                AuditType::LifecycleChange, m.iccid,
-                {{"event", "resume"}, {"state", "active"}, {"instruction", instruction}});
-        }
-    }
+    put_approval_locked(approval, tpm::read_pcrs(*ctx_, selection_),
+                        {{"instruction", instruction}});
 }
 
 std::int64_t TrustedEnvironment::install_locked(ByteView public_profile, ComputationMode mode,

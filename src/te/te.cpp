@@ -168,30 +168,6 @@ TPMT_TK_VERIFIED verify_approval(tpm::Context& ctx, const tpm::PcrSelection& sel
     }
 }
 
-// Inside the caller's transaction: stores a verified approval with its audit
-// record; suspended MIDs of its authority whose platform state it approves
-// resume.
-void store_approval(Registry& registry, AuditLog& audit, const MidApproval& approval,
-                    const tpm::PcrValues& now) {
-    const Bytes name = authority_name(approval.authority);
-    registry.put_approval(name, approval.auth_value,
-                          tpm::authorization_hash(approval.approved_policy, approval.policy_ref),
-                          encode_stored_approval(approval));
-    audit.append(AuditType::PolicyUpdate, std::nullopt,
-                 {{"authority", hex_encode(name)},
-                  {"pcrs", tpm::format_pcr_selection(tpm::selection_of(approval.pcrs))}});
-    for (MidRecord& m : registry.list()) {
-        if (m.state == MidState::Suspended && m.authority == name &&
-            m.policy_ref == approval.policy_ref && m.has_pin == approval.auth_value &&
-            same_pcr_values(approval.pcrs, now)) {
-            m.state = MidState::Active;
-            registry.update(m);
-            audit.append(AuditType::LifecycleChange, mid_label(m),
-                         {{"event", "resume"}, {"state", "active"}});
-        }
-    }
-}
-
 // A PIN or PUK argument, named as in the D-Bus interface (old_pin, new_pin...).
 void check_pin_argument(ByteView value, bool puk, const char* name) {
     try {
@@ -269,10 +245,38 @@ void TrustedEnvironment::add_approval(const MidApproval& approval) {
     current_approval_.clear();
     guard_->prepare(true);
     Transaction t(*db_);
-    store_approval(*registry_, *audit_, approval, now);
+    put_approval_locked(approval, now, json::object());
     guard_->stamp();
     t.commit();
     audit_->anchor();
+}
+
+// Inside the caller's transaction: stores a verified approval with its audit
+// record; suspended MIDs whose objects it opens (same authority, policyRef and
+// PIN-ness) and whose platform state it approves resume. `details` go into
+// both audit records (a provisioned approval names its instruction).
+void TrustedEnvironment::put_approval_locked(const MidApproval& approval, const tpm::PcrValues& now,
+                                             const json& details) {
+    const Bytes name = authority_name(approval.authority);
+    registry_->put_approval(name, approval.auth_value,
+                            tpm::authorization_hash(approval.approved_policy, approval.policy_ref),
+                            encode_stored_approval(approval));
+    json update = details;
+    update["authority"] = hex_encode(name);
+    update["pcrs"] = tpm::format_pcr_selection(tpm::selection_of(approval.pcrs));
+    audit_->append(AuditType::PolicyUpdate, std::nullopt, update);
+    for (MidRecord& m : registry_->list()) {
+        if (m.state == MidState::Suspended && m.authority == name &&
+            m.policy_ref == approval.policy_ref && m.has_pin == approval.auth_value &&
+            same_pcr_values(approval.pcrs, now)) {
+            m.state = MidState::Active;
+            registry_->update(m);
+            json resumed = details;
+            resumed["event"] = "resume";
+            resumed["state"] = "active";
+            audit_->append(AuditType::LifecycleChange, mid_label(m), resumed);
+        }
+    }
 }
 
 std::optional<MidApproval> TrustedEnvironment::approval_for(const Bytes& name, bool auth_value,
@@ -423,7 +427,7 @@ std::int64_t TrustedEnvironment::import_profile(ByteView profile_json,
     guard_->prepare(true);
     Transaction t(*db_);
     if (approval) {
-        store_approval(*registry_, *audit_, *approval, now);
+        put_approval_locked(*approval, now, json::object());
     }
     const std::int64_t index = registry_->insert(m);
     if (!m.borrows_functions()) {

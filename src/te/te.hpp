@@ -262,6 +262,8 @@ private:
     void transition(MidRecord& mid, LifecycleEvent event, std::optional<unsigned> slot,
                     const nlohmann::json& details);
     std::unique_ptr<MidAlgorithm> algorithm_for(MidRecord& mid);
+    void put_approval_locked(const MidApproval& approval, const tpm::PcrValues& now,
+                             const nlohmann::json& details);
     // The AKA with `keys`' own USIM function, its SQN array committed before
     // the result is returned (the caller checked state and policy); the use is
     // counted on `keys` and, for a shared use, on `user`.

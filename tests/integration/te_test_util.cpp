@@ -1,5 +1,6 @@
 #include "te_test_util.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include "te/profile.hpp"
+#include "tpm/context.hpp"
+#include "tpm/error.hpp"
 
 namespace tresim::test {
 
@@ -76,6 +79,17 @@ std::string dump_database(const std::string& path) {
         });
     }
     return out.str();
+}
+
+void extend_pcr(const std::string& tcti, unsigned pcr) {
+    tpm::Context ctx(tcti);
+    const ESYS_TR handle = ESYS_TR_PCR0 + pcr;
+    TPML_DIGEST_VALUES digests{};
+    digests.count = 1;
+    digests.digests[0].hashAlg = TPM2_ALG_SHA256;
+    std::fill_n(digests.digests[0].digest.sha256, 32, std::uint8_t{0x42});
+    tpm::check(Esys_PCR_Extend(ctx, handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
+               "PCR_Extend");
 }
 
 } // namespace tresim::test

@@ -39,4 +39,8 @@ void query(const std::string& path, const std::string& sql,
 // mean the TE changed nothing it keeps.
 std::string dump_database(const std::string& path);
 
+// Extends sha256 PCR `pcr` once, through a connection of its own (the TE must
+// be closed: swtpm serves one connection at a time).
+void extend_pcr(const std::string& tcti, unsigned pcr);
+
 } // namespace tresim::test

@@ -23,6 +23,7 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::extend_pcr;
 using test::load_json;
 using test::text_bytes;
 using testing::HasSubstr;
@@ -30,17 +31,6 @@ using testing::HasSubstr;
 // This file's ICCIDs, distinct from the other TE tests'.
 std::string iccid(int n) {
     return test::iccid(n, 1000000);
-}
-
-void extend_pcr(const std::string& tcti, unsigned pcr) {
-    tpm::Context ctx(tcti);
-    ESYS_TR handle = ESYS_TR_PCR0 + pcr;
-    TPML_DIGEST_VALUES digests{};
-    digests.count = 1;
-    digests.digests[0].hashAlg = TPM2_ALG_SHA256;
-    std::fill_n(digests.digests[0].digest.sha256, 32, std::uint8_t{0x42});
-    tpm::check(Esys_PCR_Extend(ctx, handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &digests),
-               "PCR_Extend");
 }
 
 // The TPM's dictionary-attack parameters, as an installer would set them.

@@ -27,6 +27,7 @@ namespace {
 using namespace tresim;
 using namespace tresim::te;
 using nlohmann::json;
+using test::extend_pcr;
 using test::milenage_set;
 using testing::HasSubstr;
 
@@ -305,6 +306,37 @@ TEST_F(TeProvisionedTest, AFailingInstructionChangesNothingButItsCounterAndAudit
     EXPECT_THAT(leaked.message, HasSubstr("must not carry secrets"));
     EXPECT_THAT(leaked.message, testing::Not(HasSubstr(set.at("k").get<std::string>())));
     EXPECT_EQ(te_->list().size(), 1u);
+}
+
+TEST_F(TeProvisionedTest, APolicyUpdateResumesTheMidsItsApprovalOpens) {
+    const json set = milenage_set(4);
+    json body = install_body(set, 1);
+    body["slot"] = 0;
+    ASSERT_EQ(run(1, "install", body).status, "ok");
+    const std::int64_t idx = te_->list().at(0).index;
+    ASSERT_EQ(te_->get(idx).state, MidState::Active);
+    close();
+    extend_pcr(swtpm_.tcti(), 7);
+    open();
+    const usim::Rand rand{};
+    EXPECT_THROW(te_->authenticate(idx, rand, Bytes(16, 0)), PlatformMismatch);
+    ASSERT_EQ(te_->get(idx).state, MidState::Suspended);
+
+    // Another policyRef's approval of the new state does not open its objects.
+    const json other = approval_to_json(
+        approve(authority_, te_->current_pcrs(), false, Bytes{'o', 't', 'h', 'e', 'r'}));
+    ASSERT_EQ(run(2, "policy-update", {{"approval", other}}).status, "ok");
+    EXPECT_EQ(te_->get(idx).state, MidState::Suspended);
+
+    const json fresh = approval_to_json(approve(authority_, te_->current_pcrs(), false, {}));
+    ASSERT_EQ(run(3, "policy-update", {{"approval", fresh}}).status, "ok");
+    EXPECT_EQ(te_->get(idx).state, MidState::Active);
+    const std::vector<json> changes = audit_records("lifecycle-change");
+    ASSERT_FALSE(changes.empty());
+    EXPECT_EQ(changes.back().at("details").at("event"), "resume");
+    EXPECT_TRUE(changes.back().at("details").contains("instruction"));
+    expect_official_aka(idx, set);
+    EXPECT_TRUE(te_->verify_audit().ok);
 }
 
 TEST_F(TeProvisionedTest, LifecycleInstructionsActivateUpdateDeactivateAndDelete) {
