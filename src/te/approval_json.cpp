@@ -10,6 +10,7 @@
 #include <openssl/ecdsa.h>
 
 #include "errors.hpp"
+#include "tpm/hash_alg.hpp"
 #include "tpm/keys.hpp"
 #include "tpm/policy.hpp"
 #include "usim/bytes.hpp"
@@ -94,19 +95,6 @@ Bytes hex_field(const json& value, const std::string& name) {
     }
 }
 
-std::size_t digest_size(TPMI_ALG_HASH bank) {
-    switch (bank) {
-    case TPM2_ALG_SHA1:
-        return 20;
-    case TPM2_ALG_SHA384:
-        return 48;
-    case TPM2_ALG_SHA512:
-        return 64;
-    default:
-        return 32;
-    }
-}
-
 } // namespace
 
 ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& selection,
@@ -177,7 +165,7 @@ ParsedApproval parse_approval(const std::string& text, const tpm::PcrSelection& 
             bad("pcrs.values." + key, "must be a hex string");
         }
         Bytes v = hex_field(value, "pcrs.values." + key);
-        if (v.size() != digest_size(a.pcrs.bank)) {
+        if (v.size() != tpm::digest_size(a.pcrs.bank)) {
             bad("pcrs.values." + key, "has the wrong length for the bank");
         }
         a.pcrs.values[index] = std::move(v);

@@ -15,6 +15,7 @@
 #include "approval_json.hpp"
 #include "pin.hpp"
 #include "tpm/error.hpp"
+#include "tpm/hash_alg.hpp"
 #include "tpm/keys.hpp"
 
 namespace tresim::te {
@@ -115,19 +116,6 @@ void require_own_usim(const MidRecord& m) {
     throw TeError(ErrorCode::InvalidArgument, "approval: " + what);
 }
 
-std::size_t digest_size(TPMI_ALG_HASH bank) {
-    switch (bank) {
-    case TPM2_ALG_SHA1:
-        return 20;
-    case TPM2_ALG_SHA384:
-        return 48;
-    case TPM2_ALG_SHA512:
-        return 64;
-    default:
-        return 32;
-    }
-}
-
 // Checks an approval in software and with the TPM (TPM2_VerifySignature)
 // without changing anything: it must be for exactly the TE's PCR selection,
 // with digest-sized values, a policyRef a TPM nonce can hold, a policy digest
@@ -143,9 +131,9 @@ TPMT_TK_VERIFIED verify_approval(tpm::Context& ctx, const tpm::PcrSelection& sel
     std::vector<unsigned> given;
     for (const auto& [pcr, value] : approval.pcrs.values) {
         given.push_back(pcr);
-        if (value.size() != digest_size(approval.pcrs.bank)) {
+        if (value.size() != tpm::digest_size(approval.pcrs.bank)) {
             bad_approval("pcrs: the value of PCR " + std::to_string(pcr) + " is not " +
-                         std::to_string(digest_size(approval.pcrs.bank)) + " bytes");
+                         std::to_string(tpm::digest_size(approval.pcrs.bank)) + " bytes");
         }
     }
     if (given != wanted) {

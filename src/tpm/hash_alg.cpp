@@ -29,6 +29,11 @@ const HashAlgorithm* find_hash(TPMI_ALG_HASH alg) noexcept {
     return nullptr;
 }
 
+std::size_t digest_size(TPMI_ALG_HASH alg) noexcept {
+    const HashAlgorithm* h = find_hash(alg);
+    return h != nullptr ? h->digest_size : 0;
+}
+
 const HashAlgorithm* find_hash(std::string_view name) noexcept {
     for (const HashAlgorithm& h : kHashes) {
         if (h.name == name) {

@@ -33,6 +33,9 @@ const HashAlgorithm* find_hash(std::string_view name) noexcept;
 const HashAlgorithm* find_software_hash(TPMI_ALG_HASH alg) noexcept;
 const HashAlgorithm* find_software_hash(std::string_view name) noexcept;
 
+// The digest size of a known algorithm (32 for sha256), else 0.
+std::size_t digest_size(TPMI_ALG_HASH alg) noexcept;
+
 // The name of a known algorithm ("sha256"), else nothing.
 std::optional<std::string_view> hash_name(TPMI_ALG_HASH alg) noexcept;
 

@@ -24,6 +24,7 @@
 #include "te/approval_json.hpp"
 #include "te/errors.hpp"
 #include "te/mid_crypto.hpp"
+#include "tpm/hash_alg.hpp"
 #include "tpm/keys.hpp"
 #include "tpm/policy.hpp"
 #include "usim/bytes.hpp"
@@ -81,19 +82,6 @@ TPMI_ALG_HASH bank_of(const std::string& name) {
     return tpm::parse_pcr_selection(name + ":0").bank; // InvalidArgument("pcrs") if unknown
 }
 
-std::size_t digest_size(TPMI_ALG_HASH bank) {
-    switch (bank) {
-    case TPM2_ALG_SHA1:
-        return 20;
-    case TPM2_ALG_SHA384:
-        return 48;
-    case TPM2_ALG_SHA512:
-        return 64;
-    default:
-        return 32;
-    }
-}
-
 // PCR values by bank, as read from an input.
 using AllValues = std::map<TPMI_ALG_HASH, std::map<unsigned, Bytes>>;
 
@@ -109,9 +97,9 @@ void put_value(AllValues& all, TPMI_ALG_HASH bank, const std::string& index,
         digits = digits.substr(2);
     }
     Bytes value = hex_decode(digits, "pcr " + index);
-    if (value.size() != digest_size(bank)) {
+    if (value.size() != tpm::digest_size(bank)) {
         throw Failure("pcrs: the value of PCR " + index + " is not " +
-                      std::to_string(digest_size(bank)) + " bytes");
+                      std::to_string(tpm::digest_size(bank)) + " bytes");
     }
     all[bank][static_cast<unsigned>(std::stoul(index))] = std::move(value);
 }
